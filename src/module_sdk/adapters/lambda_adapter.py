@@ -1,0 +1,429 @@
+"""LambdaAdapter: a WaddleBot module whose work is done by an AWS Lambda function.
+
+This module is configuration and wiring; the logic lives in :mod:`module_sdk.aws_lambda`
+(naming, payload, response parsing, error classification, the invoker) and
+:mod:`module_sdk.resilience` (backoff, retry, policies).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from module_sdk._models import ExecuteRequest, ExecuteResponse
+from module_sdk.adapters.base_adapter import BaseAdapter
+from module_sdk.aws_lambda.clients import DEFAULT_MAX_CONNECTIONS, ClientPool, ClientSettings
+from module_sdk.aws_lambda.invoker import AioBotocoreInvoker, InvokeCall, Invoker
+from module_sdk.aws_lambda.naming import FunctionTarget, resolve_function, validate_region
+from module_sdk.aws_lambda.payload import build_payload, encode_payload, validate_request
+from module_sdk.aws_lambda.response import decode_log_tail, parse_invocation, parse_reply
+from module_sdk.errors import (
+    ConfigurationError,
+    ErrorCode,
+    InvocationError,
+    ModuleSDKError,
+    RequestError,
+)
+from module_sdk.resilience.clock import Clock, SystemClock
+from module_sdk.resilience.pipeline import (
+    Handler,
+    Invocation,
+    InvocationObserver,
+    Policy,
+    compose,
+)
+from module_sdk.resilience.retry import RetryBudget, RetryPolicy
+
+__all__ = ["INVOCATION_TYPES", "LOG_TYPES", "LambdaAdapter"]
+
+logger = logging.getLogger(__name__)
+
+INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+LOG_TYPES = ("None", "Tail")
+MAX_RETRIES_LIMIT = 100
+
+# Health measures the path to the function. A business answer (``success: false``) is a
+# healthy call; a refusal made before any network call (the caller's bad request, a rate
+# limit, an open breaker) is not counted at all.
+_HEALTHY_FAILURES = frozenset({ErrorCode.MODULE_ERROR.value})
+_NOT_COUNTED = frozenset(
+    {
+        ErrorCode.INVALID_REQUEST.value,
+        ErrorCode.PAYLOAD_TOO_LARGE.value,
+        ErrorCode.RATE_LIMITED.value,
+        ErrorCode.CIRCUIT_OPEN.value,
+    }
+)
+
+
+def _positive(name: str, value: object, *, allow_zero: bool = False) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and (value > 0 or (allow_zero and value == 0)):  # type: ignore[operator]
+        return float(value)  # type: ignore[arg-type]
+    bound = ">= 0" if allow_zero else "> 0"
+    raise ConfigurationError(f"{name}={value!r} is invalid: use a finite number {bound}")
+
+
+def _optional_str(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(f"{name} is invalid: use a non-empty string or None")
+    return value
+
+
+class LambdaAdapter(BaseAdapter):
+    """Runs a WaddleBot module on AWS Lambda.
+
+    The first parameters are the original WaddleBot ones, in their original order. The
+    constructor validates everything and makes no network call; the AWS client is created
+    on first use and shared with every adapter that has the same region, endpoint,
+    credentials and timeouts. Release it with ``await adapter.aclose()`` or
+    ``async with adapter:``.
+
+    Args:
+        function_identifier: a function name, ``name:qualifier``, a partial ARN or a full ARN.
+        region: the AWS region (a full ARN's own region wins, with a warning if different).
+        module_name: the WaddleBot module name (letters, digits, ``_``, ``-``).
+        function_prefix: glued to bare function names only (``waddlebot-`` + ``dice``).
+        invocation_type: ``RequestResponse`` (wait for the answer), ``Event`` (queue it) or
+            ``DryRun`` (check that the call is allowed).
+        max_retries: retries after the first attempt, for transient failures only.
+        initial_retry_delay / max_retry_delay: the backoff cap
+            ``min(initial * 2**retry, max)``; the actual delay is a uniform draw under it.
+        connect_timeout / read_timeout: per attempt, in seconds. Keep ``read_timeout`` above
+            the function's own timeout, or a slow run is abandoned and retried while it runs.
+        aws_access_key_id / aws_secret_access_key / aws_session_token / profile_name:
+            credentials; when absent the standard AWS chain is used.
+        module_version / required_scopes: WaddleBot module metadata.
+        endpoint_url: another Lambda API endpoint (the local runtime, LocalStack, moto).
+        qualifier: a version or alias.
+        log_type: ``"Tail"`` to receive the last 4 KB of the function's log.
+        total_timeout: an overall deadline per request covering every attempt and sleep.
+        retry_on_timeout: retry after a read timeout (the function may then run twice; the
+            event's ``request_id`` stays the same so it can deduplicate). Default True.
+        max_connections: the HTTP connection pool size of the shared client.
+        policies: extra pipeline policies, outermost first, placed around the retry loop.
+        observers: objects told about every call, attempt, retry and outcome.
+        retry_budget: caps the share of load that retries may add.
+        client: an aiobotocore Lambda client you own (used as-is, never closed here).
+        invoker: any object with ``invoke``/``aclose`` (replaces the AWS client entirely).
+        clock / rng: time and randomness seams (tests pass a fake clock and a seeded RNG).
+    """
+
+    def __init__(
+        self,
+        function_identifier: str,
+        region: str,
+        module_name: str,
+        function_prefix: str | None = None,
+        invocation_type: str = "RequestResponse",
+        max_retries: int = 3,
+        initial_retry_delay: float = 0.5,
+        max_retry_delay: float = 30.0,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 30.0,
+        aws_access_key_id: str | None = None,
+        aws_secret_access_key: str | None = None,
+        module_version: str = "1.0.0",
+        required_scopes: list[str] | None = None,
+        *,
+        aws_session_token: str | None = None,
+        profile_name: str | None = None,
+        endpoint_url: str | None = None,
+        qualifier: str | None = None,
+        log_type: str = "None",
+        total_timeout: float | None = None,
+        retry_on_timeout: bool = True,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        policies: Sequence[Policy] = (),
+        observers: Sequence[InvocationObserver] = (),
+        retry_budget: RetryBudget | None = None,
+        client: Any = None,
+        invoker: Invoker | None = None,
+        pool: ClientPool | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        super().__init__(module_name, module_version, required_scopes)
+        self.region = validate_region(region)
+        if invocation_type not in INVOCATION_TYPES:
+            raise ConfigurationError(
+                f"invocation_type={invocation_type!r} is invalid: use one of "
+                + ", ".join(INVOCATION_TYPES)
+            )
+        if log_type not in LOG_TYPES:
+            raise ConfigurationError(f"log_type={log_type!r} is invalid: use 'None' or 'Tail'")
+        if (
+            not isinstance(max_retries, int)
+            or isinstance(max_retries, bool)
+            or not 0 <= max_retries <= MAX_RETRIES_LIMIT
+        ):
+            raise ConfigurationError(
+                f"max_retries={max_retries!r} is invalid: use an integer from 0 to "
+                f"{MAX_RETRIES_LIMIT}"
+            )
+        self.initial_retry_delay = _positive("initial_retry_delay", initial_retry_delay)
+        self.max_retry_delay = _positive("max_retry_delay", max_retry_delay)
+        self.connect_timeout = _positive("connect_timeout", connect_timeout)
+        self.read_timeout = _positive("read_timeout", read_timeout)
+        self.total_timeout = (
+            None if total_timeout is None else _positive("total_timeout", total_timeout)
+        )
+        if (
+            not isinstance(max_connections, int)
+            or isinstance(max_connections, bool)
+            or max_connections < 1
+        ):
+            raise ConfigurationError(
+                f"max_connections={max_connections!r} is invalid: use an integer >= 1"
+            )
+        if endpoint_url is not None and (
+            not isinstance(endpoint_url, str)
+            or not endpoint_url.startswith(("http://", "https://"))
+        ):
+            raise ConfigurationError(
+                f"endpoint_url={endpoint_url!r} is invalid: use an http:// or https:// URL"
+            )
+        access_key = _optional_str("aws_access_key_id", aws_access_key_id)
+        secret_key = _optional_str("aws_secret_access_key", aws_secret_access_key)
+        session_token = _optional_str("aws_session_token", aws_session_token)
+        if (access_key is None) != (secret_key is None):
+            raise ConfigurationError(
+                "aws_access_key_id and aws_secret_access_key must be given together "
+                "(or neither, to use the standard AWS credential chain)"
+            )
+        if session_token is not None and access_key is None:
+            raise ConfigurationError(
+                "aws_session_token needs aws_access_key_id and aws_secret_access_key too"
+            )
+        self.profile_name = _optional_str("profile_name", profile_name)
+
+        self.target: FunctionTarget = resolve_function(
+            function_identifier, prefix=function_prefix, qualifier=qualifier
+        )
+        self.function_identifier = function_identifier
+        self.function_prefix = function_prefix
+        self.function_name = self.target.function_name
+        self.qualifier = self.target.qualifier
+        if self.target.region and self.target.region != self.region:
+            logger.warning(
+                "function ARN %r is in region %r, not region=%r: calls go to %r",
+                self.function_name,
+                self.target.region,
+                self.region,
+                self.target.region,
+            )
+        self.invoke_region = self.target.region or self.region
+        self.invocation_type = invocation_type
+        self.log_type = log_type
+        self.max_retries = max_retries
+        self.retry_on_timeout = bool(retry_on_timeout)
+        self.endpoint_url = endpoint_url
+        self.max_connections = max_connections
+
+        self._clock: Clock = clock or SystemClock()
+        self._rng = rng or random.Random()
+        if invoker is not None:
+            self._invoker: Invoker = invoker
+        elif client is not None:
+            self._invoker = AioBotocoreInvoker(client=client)
+        else:
+            self._invoker = AioBotocoreInvoker(
+                ClientSettings(
+                    region=self.invoke_region,
+                    endpoint_url=endpoint_url,
+                    aws_access_key_id=access_key,
+                    aws_secret_access_key=secret_key,
+                    aws_session_token=session_token,
+                    profile_name=self.profile_name,
+                    connect_timeout=self.connect_timeout,
+                    read_timeout=self.read_timeout,
+                    max_connections=max_connections,
+                ),
+                pool=pool,
+            )
+        self._observers: tuple[InvocationObserver, ...] = tuple(observers)
+        self._retry = RetryPolicy(
+            max_retries=max_retries,
+            initial_delay=self.initial_retry_delay,
+            max_delay=self.max_retry_delay,
+            retry_on_timeout=self.retry_on_timeout,
+            clock=self._clock,
+            rng=self._rng,
+            budget=retry_budget,
+            observers=self._observers,
+        )
+        self._policies: tuple[Policy, ...] = (*policies, self._retry)
+        self._handler: Handler = compose(self._policies, self._attempt)
+        logger.info(
+            "LambdaAdapter initialized for module '%s' with function '%s' in region '%s'",
+            self.module_name,
+            self.target.display_name,
+            self.invoke_region,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<LambdaAdapter module={self.module_name!r} function={self.target.display_name!r} "
+            f"region={self.invoke_region!r} invocation_type={self.invocation_type!r}>"
+        )
+
+    # -- extension points (the seed's) -------------------------------------------------
+
+    def _build_lambda_payload(self, request: ExecuteRequest) -> dict[str, Any]:
+        """Build the Lambda event for ``request``. Override to add or change fields."""
+        return build_payload(request, self._clock.utcnow())
+
+    def _parse_lambda_response(self, response_data: Any) -> ExecuteResponse:
+        """Normalize the function's decoded JSON reply. Override to post-process it."""
+        return parse_reply(response_data)
+
+    # -- the pipeline ---------------------------------------------------------------------
+
+    async def _attempt(self, invocation: Invocation) -> ExecuteResponse:
+        """The terminal step: one invoke, one parse."""
+        invocation.attempts += 1
+        self._notify("on_attempt", invocation)
+        logger.debug(
+            "Invoking Lambda function '%s' (attempt %d/%d, session: %s)",
+            self.target.display_name,
+            invocation.attempts,
+            self.max_retries + 1,
+            invocation.session_id,
+        )
+        result = await self._invoker.invoke(
+            InvokeCall(
+                function_name=self.function_name,
+                payload=invocation.body,
+                invocation_type=self.invocation_type,
+                qualifier=self.qualifier,
+                log_type=self.log_type,
+                client_context=invocation.client_context,
+            )
+        )
+        invocation.aws_request_id = result.request_id
+        invocation.executed_version = result.executed_version
+        response = parse_invocation(result, self.invocation_type, self._parse_lambda_response)
+        tail = decode_log_tail(result.log_result)
+        if tail is not None:
+            invocation.log_tail = tail
+            logger.debug("Lambda log tail (session: %s):\n%s", invocation.session_id, tail)
+            response.data = {**(response.data or {}), "log_tail": tail}
+        return response
+
+    def _notify(self, event: str, *args: Any) -> None:
+        for observer in self._observers:
+            try:
+                getattr(observer, event)(*args)
+            except Exception:
+                logger.exception("observer %r failed in %s", observer, event)
+
+    def _failure(
+        self, exc: ModuleSDKError, invocation: Invocation | None = None
+    ) -> ExecuteResponse:
+        data: dict[str, Any] = {}
+        if invocation is not None:
+            data["attempts"] = invocation.attempts
+        if isinstance(exc, InvocationError):
+            if exc.status_code is not None:
+                data["status_code"] = exc.status_code
+            if exc.aws_code:
+                data["aws_error_code"] = exc.aws_code
+        return ExecuteResponse(
+            success=False, data=data or None, error=exc.message, error_code=exc.error_code.value
+        )
+
+    async def execute_async(self, request: ExecuteRequest) -> ExecuteResponse:
+        """Invoke the function for ``request`` and return its normalized answer.
+
+        Never raises for a failure (bad request, AWS error, function error, garbage reply):
+        the response has ``success=False``, ``error`` and ``error_code``. Cancelling the
+        task cancels the HTTP call.
+        """
+        started = self._clock.monotonic()
+        try:
+            validate_request(request)
+            payload = self._build_lambda_payload(request)
+            body = encode_payload(payload, self.invocation_type)
+        except ModuleSDKError as exc:
+            logger.error("Lambda request refused before sending: %s", exc.message)
+            return self._failure(exc)
+        except Exception as exc:  # a subclass's _build_lambda_payload failed
+            logger.exception("building the Lambda event failed")
+            return self._failure(RequestError(f"building the Lambda event failed: {exc}"))
+
+        invocation = Invocation(
+            request=request,
+            payload=payload,
+            body=body,
+            target=self.target,
+            region=self.invoke_region,
+            invocation_type=self.invocation_type,
+            started=started,
+            deadline=None if self.total_timeout is None else started + self.total_timeout,
+        )
+        self._notify("on_start", invocation)
+        try:
+            response = await self._handler(invocation)
+        except ModuleSDKError as exc:
+            response = self._failure(exc, invocation)
+            logger.error(
+                "Lambda invocation error: %s (error_code=%s, attempt %d/%d, session: %s)",
+                exc.message,
+                exc.error_code.value,
+                invocation.attempts,
+                self.max_retries + 1,
+                invocation.session_id,
+            )
+        except Exception as exc:
+            logger.exception("unexpected error invoking Lambda (session: %s)", request.session_id)
+            response = self._failure(
+                ModuleSDKError(f"unexpected error: {type(exc).__name__}: {exc}"), invocation
+            )
+        self._record_health(response)
+        if response.success:
+            logger.info(
+                "Lambda execution successful for module '%s' (session: %s)",
+                self.module_name,
+                invocation.session_id,
+            )
+        self._notify("on_finish", invocation, response, self._clock.monotonic() - started)
+        return response
+
+    def _record_health(self, response: ExecuteResponse) -> None:
+        if response.error_code in _NOT_COUNTED:
+            return
+        now = self._clock.utcnow()
+        if response.success or response.error_code in _HEALTHY_FAILURES:
+            self.health.record_success(now)
+        else:
+            self.health.record_failure(now)
+
+    async def aclose(self) -> None:
+        """Release this adapter's share of the AWS client (the last user closes it)."""
+        await self._invoker.aclose()
+
+    def get_module_info(self) -> dict[str, Any]:
+        """WaddleBot's module info plus the Lambda settings and health."""
+        info = super().get_module_info()
+        info.update(
+            {
+                "type": "lambda_adapter",
+                "function_name": self.function_name,
+                "qualifier": self.qualifier,
+                "region": self.invoke_region,
+                "invocation_type": self.invocation_type,
+                "max_retries": self.max_retries,
+                "initial_retry_delay": self.initial_retry_delay,
+                "max_retry_delay": self.max_retry_delay,
+                "connect_timeout": self.connect_timeout,
+                "read_timeout": self.read_timeout,
+                "total_timeout": self.total_timeout,
+                "health": self.get_health_status(),
+            }
+        )
+        return info

@@ -1,0 +1,187 @@
+"""The one seam to AWS: invoke a function once and return the raw reply.
+
+:class:`AioBotocoreInvoker` is the real one. Anything with the same ``invoke``/``aclose``
+methods can stand in (see :class:`module_sdk.testing.HandlerInvoker`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from module_sdk.aws_lambda.classify import classify_exception
+from module_sdk.aws_lambda.clients import ClientPool, ClientSettings
+from module_sdk.errors import ErrorCode, InvocationError
+
+__all__ = [
+    "MAX_RESPONSE_BYTES",
+    "AioBotocoreInvoker",
+    "InvocationResult",
+    "InvokeCall",
+    "Invoker",
+]
+
+MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 1024
+"""Largest reply read from Lambda (its own limit is 6 MB); anything longer is cut there."""
+
+
+@dataclass(frozen=True, slots=True)
+class InvokeCall:
+    """One Invoke API call."""
+
+    function_name: str
+    payload: bytes
+    invocation_type: str = "RequestResponse"
+    qualifier: str | None = None
+    log_type: str = "None"
+    client_context: str | None = None
+    """Base64 JSON for ``X-Amz-Client-Context`` (trace context), or None."""
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationResult:
+    """What Lambda answered (status 200/202/204 with the headers and body)."""
+
+    status_code: int
+    payload: bytes = b""
+    function_error: str | None = None
+    log_result: str | None = None
+    executed_version: str | None = None
+    request_id: str | None = None
+    truncated: bool = False
+
+
+class Invoker(Protocol):
+    """Invokes a function once. Raises :class:`InvocationError` (classified) on failure."""
+
+    async def invoke(self, call: InvokeCall) -> InvocationResult:
+        """Make one call."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the invoker holds."""
+        ...
+
+
+async def _read_body(stream: Any, limit: int = MAX_RESPONSE_BYTES) -> tuple[bytes, bool]:
+    """Read a StreamingBody without blocking the loop, at most ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    async with stream as body:
+        while size < limit:
+            chunk = await body.read(min(65536, limit - size))
+            if not chunk:
+                return b"".join(chunks), False
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks), bool(await body.read(1))
+
+
+class AioBotocoreInvoker:
+    """Invokes through an aiobotocore Lambda client, shared via a :class:`ClientPool`.
+
+    Give either ``settings`` (a pooled client is acquired lazily on first use, per event loop)
+    or ``client`` (an aiobotocore Lambda client you own; it is never closed here).
+    """
+
+    def __init__(
+        self,
+        settings: ClientSettings | None = None,
+        *,
+        pool: ClientPool | None = None,
+        client: Any = None,
+    ) -> None:
+        if (settings is None) == (client is None):
+            raise ValueError("give exactly one of settings or client")
+        from module_sdk.aws_lambda.clients import default_pool
+
+        self._settings = settings
+        self._pool = pool or default_pool
+        self._own_client = client
+        self._leases: dict[asyncio.AbstractEventLoop, Any] = {}
+        self._acquiring: dict[asyncio.AbstractEventLoop, asyncio.Future[Any]] = {}
+
+    @property
+    def settings(self) -> ClientSettings | None:
+        """The client settings (None for an injected client)."""
+        return self._settings
+
+    async def _client(self) -> Any:
+        if self._own_client is not None:
+            return self._own_client
+        assert self._settings is not None
+        loop = asyncio.get_running_loop()
+        client = self._leases.get(loop)
+        if client is not None:
+            return client
+        pending = self._acquiring.get(loop)
+        if pending is None:
+            pending = loop.create_future()
+            self._acquiring[loop] = pending
+            try:
+                client = await self._pool.acquire(self._settings)
+            except BaseException as exc:
+                del self._acquiring[loop]
+                pending.set_exception(exc)
+                pending.exception()
+                raise
+            self._leases[loop] = client
+            del self._acquiring[loop]
+            pending.set_result(client)
+            return client
+        return await asyncio.shield(pending)
+
+    async def invoke(self, call: InvokeCall) -> InvocationResult:
+        """Invoke once; botocore does not retry (``total_max_attempts=1``)."""
+        params: dict[str, Any] = {
+            "FunctionName": call.function_name,
+            "InvocationType": call.invocation_type,
+            "LogType": call.log_type,
+            "Payload": call.payload,
+        }
+        if call.qualifier:
+            params["Qualifier"] = call.qualifier
+        if call.client_context:
+            params["ClientContext"] = call.client_context
+        try:
+            client = await self._client()
+            response = await client.invoke(**params)
+            body, truncated = await _read_body(response["Payload"])
+        except asyncio.CancelledError:
+            raise
+        except InvocationError:
+            raise
+        except Exception as exc:
+            raise classify_exception(exc) from exc
+        metadata = response.get("ResponseMetadata", {})
+        return InvocationResult(
+            status_code=int(response.get("StatusCode") or metadata.get("HTTPStatusCode") or 0),
+            payload=body,
+            function_error=response.get("FunctionError"),
+            log_result=response.get("LogResult"),
+            executed_version=response.get("ExecutedVersion"),
+            request_id=metadata.get("RequestId"),
+            truncated=truncated,
+        )
+
+    async def aclose(self) -> None:
+        """Release the pooled client on the running loop (the last user closes it)."""
+        if self._settings is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if self._leases.pop(loop, None) is not None:
+            await self._pool.release(self._settings)
+
+
+def unexpected_status(status: int) -> InvocationError:
+    """An error for a success status that does not match the invocation type."""
+    return InvocationError(
+        f"Lambda answered with unexpected HTTP status {status}",
+        error_code=ErrorCode.INVALID_RESPONSE,
+        retryable=False,
+        status_code=status,
+    )
