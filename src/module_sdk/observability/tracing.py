@@ -1,0 +1,199 @@
+"""OpenTelemetry spans for every invocation (the ``otel`` extra: opentelemetry-api only).
+
+::
+
+    from module_sdk.observability.tracing import TracingObserver
+
+    adapter = LambdaAdapter("dice", "us-east-1", "dice", observers=[TracingObserver()])
+
+Each ``execute_async`` becomes one span following the FaaS client conventions: kind CLIENT
+(PRODUCER for ``Event`` calls), ``faas.invoked_name``, ``faas.invoked_provider="aws"``,
+``faas.invoked_region`` and, once Lambda answers, ``aws.request_id``. Every retry adds a
+``retry`` event with its attempt, reason, error code and delay. The status is ERROR with the
+error code in ``error.type`` for every failure except a business answer (``module_error``).
+
+The span is the current span while the call runs, so spans made below it (an instrumented
+HTTP client) become its children. Its context reaches the function through the Invoke
+call's ClientContext (``X-Amz-Client-Context``), never through the payload: the propagator's
+fields (W3C ``traceparent``/``tracestate`` by default) are put in the ClientContext's
+``custom`` map, where a Python function reads them as ``context.client_context.custom``.
+Lambda hands a ClientContext to the function on synchronous (``RequestResponse``) calls only,
+so it is set for those only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+try:
+    from opentelemetry import context as otel_context
+    from opentelemetry import propagate, trace
+    from opentelemetry.propagators.textmap import TextMapPropagator
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "tracing needs opentelemetry-api: pip install 'waddlebot-module-sdk[otel]'"
+    ) from exc
+
+from module_sdk.errors import ErrorCode
+from module_sdk.observability._common import invoked_name, note_retry, outcome_of
+
+if TYPE_CHECKING:
+    from module_sdk._models import ExecuteResponse
+    from module_sdk.errors import InvocationError
+    from module_sdk.resilience.pipeline import Invocation
+
+__all__ = ["MAX_CLIENT_CONTEXT_BYTES", "TracingObserver", "merge_client_context"]
+
+logger = logging.getLogger(__name__)
+
+MAX_CLIENT_CONTEXT_BYTES = 3583
+"""Lambda's limit on the base64-encoded ClientContext."""
+
+_SPAN_KEY = "module_sdk.observability.span"
+_ATTACHED_KEY = "module_sdk.observability.attached_context"
+_NOT_AN_ERROR = frozenset({ErrorCode.MODULE_ERROR.value})
+_ESSENTIAL = ("traceparent",)
+"""Fields kept when the whole carrier does not fit in the ClientContext."""
+
+
+def _encode(document: dict[str, Any]) -> str:
+    return base64.b64encode(json.dumps(document, separators=(",", ":")).encode()).decode("ascii")
+
+
+def merge_client_context(existing: str | None, fields: dict[str, str]) -> str | None:
+    """Add ``fields`` to the ``custom`` map of a base64 JSON ClientContext.
+
+    Returns the new ClientContext, or ``existing`` unchanged when it cannot be decoded or
+    when even the essential fields (``traceparent``) would not fit in
+    :data:`MAX_CLIENT_CONTEXT_BYTES` (optional fields such as ``tracestate`` and ``baggage``
+    are dropped first).
+    """
+    if not fields:
+        return existing
+    document: dict[str, Any] = {}
+    if existing:
+        try:
+            decoded = json.loads(base64.b64decode(existing, validate=True))
+        except (binascii.Error, ValueError):
+            logger.debug("the ClientContext is not base64 JSON: trace context not added")
+            return existing
+        if not isinstance(decoded, dict) or not isinstance(decoded.get("custom", {}), dict):
+            logger.debug("the ClientContext has no usable 'custom' map: trace context not added")
+            return existing
+        document = decoded
+    custom = dict(document.get("custom") or {})
+    for candidate in (fields, {k: v for k, v in fields.items() if k in _ESSENTIAL}):
+        if not candidate:
+            break
+        encoded = _encode({**document, "custom": {**custom, **candidate}})
+        if len(encoded) <= MAX_CLIENT_CONTEXT_BYTES:
+            return encoded
+    logger.debug("trace context does not fit in the 3,583-byte ClientContext: not added")
+    return existing
+
+
+class TracingObserver:
+    """An invocation observer making one OpenTelemetry span per call.
+
+    Args:
+        tracer_provider: where spans go (default: the global provider, set by
+            ``opentelemetry.trace.set_tracer_provider`` or auto-instrumentation).
+        propagate: put the trace context in the ClientContext of synchronous calls.
+        propagator: the propagator to inject with (default: the global one, W3C trace
+            context and baggage unless ``OTEL_PROPAGATORS`` says otherwise).
+    """
+
+    def __init__(
+        self,
+        tracer_provider: trace.TracerProvider | None = None,
+        *,
+        propagate: bool = True,
+        propagator: TextMapPropagator | None = None,
+    ) -> None:
+        from module_sdk import __version__
+
+        self._tracer = trace.get_tracer("module_sdk", __version__, tracer_provider=tracer_provider)
+        self.propagate = propagate
+        self._propagator = propagator
+
+    def __repr__(self) -> str:
+        return f"<TracingObserver propagate={self.propagate!r}>"
+
+    def on_start(self, invocation: Invocation) -> None:
+        """Start the span, make it current, and put its context in the ClientContext."""
+        event = invocation.invocation_type == "Event"
+        target = invocation.target
+        attributes: dict[str, str] = {
+            "faas.invoked_name": invoked_name(invocation),
+            "faas.invoked_provider": "aws",
+            "faas.invoked_region": invocation.region,
+            "rpc.system": "aws-api",
+            "rpc.service": "Lambda",
+            "rpc.method": "Invoke",
+            "waddlebot.lambda.invocation_type": invocation.invocation_type,
+        }
+        if target.function_name.startswith("arn:"):
+            attributes["aws.lambda.invoked_arn"] = target.function_name
+        if target.qualifier:
+            attributes["waddlebot.lambda.qualifier"] = target.qualifier
+        span = self._tracer.start_span(
+            invoked_name(invocation),
+            kind=SpanKind.PRODUCER if event else SpanKind.CLIENT,
+            attributes=attributes,
+        )
+        invocation.extras[_SPAN_KEY] = span
+        ctx = trace.set_span_in_context(span)
+        invocation.extras[_ATTACHED_KEY] = otel_context.attach(ctx)
+        if self.propagate and invocation.invocation_type == "RequestResponse":
+            carrier: dict[str, str] = {}
+            if self._propagator is not None:
+                self._propagator.inject(carrier, context=ctx)
+            else:
+                propagate.inject(carrier, context=ctx)
+            invocation.client_context = merge_client_context(invocation.client_context, carrier)
+
+    def on_attempt(self, invocation: Invocation) -> None:
+        """Nothing per attempt (retries get an event)."""
+
+    def on_retry(self, invocation: Invocation, error: InvocationError, delay: float) -> None:
+        """Add a ``retry`` event: which attempt failed, why, and the delay before the next."""
+        note_retry(invocation, error)
+        span = invocation.extras.get(_SPAN_KEY)
+        if span is not None:
+            span.add_event(
+                "retry",
+                {
+                    "attempt": invocation.attempts,
+                    "reason": error.reason,
+                    "error_code": error.error_code.value,
+                    "delay_seconds": delay,
+                },
+            )
+
+    def on_finish(self, invocation: Invocation, response: ExecuteResponse, duration: float) -> None:
+        """Set the request id, attempts and status, then end the span."""
+        span = invocation.extras.pop(_SPAN_KEY, None)
+        token = invocation.extras.pop(_ATTACHED_KEY, None)
+        if token is not None:
+            try:
+                otel_context.detach(token)
+            except Exception:
+                logger.debug("could not restore the OpenTelemetry context", exc_info=True)
+        if span is None:
+            return
+        if invocation.aws_request_id:
+            span.set_attribute("aws.request_id", invocation.aws_request_id)
+        if invocation.executed_version:
+            span.set_attribute("waddlebot.lambda.executed_version", invocation.executed_version)
+        span.set_attribute("waddlebot.lambda.attempts", invocation.attempts)
+        outcome = outcome_of(response)
+        span.set_attribute("waddlebot.lambda.outcome", outcome)
+        if not response.success and response.error_code not in _NOT_AN_ERROR:
+            span.set_attribute("error.type", outcome)
+            span.set_status(Status(StatusCode.ERROR, response.error or outcome))
+        span.end()
