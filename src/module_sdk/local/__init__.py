@@ -1,0 +1,20 @@
+"""A local runtime speaking the AWS Lambda Invoke API, for development, tests and demos.
+
+Handlers run in warm worker processes (one call at a time each, reused between calls), so a
+handler that hangs, crashes or leaks cannot take the runtime down. See ``docs/local-runtime.md``.
+"""
+
+from module_sdk.local._config import FunctionConfigError, FunctionSpec, load_functions
+from module_sdk.local._faults import FaultPlan, Faults
+from module_sdk.local._runtime import InvocationRecord, LocalLambdaRuntime, RuntimeStats
+
+__all__ = [
+    "FaultPlan",
+    "Faults",
+    "FunctionConfigError",
+    "FunctionSpec",
+    "InvocationRecord",
+    "LocalLambdaRuntime",
+    "RuntimeStats",
+    "load_functions",
+]

@@ -1,0 +1,274 @@
+"""Warm execution environments: worker subprocesses, one invocation at a time each."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import struct
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from module_sdk.local._config import FunctionSpec
+
+__all__ = ["Crashed", "Environment", "FunctionPool", "InitFailed", "RunResult", "TimedOut"]
+
+logger = logging.getLogger("module_sdk.local")
+
+_HEAD = struct.Struct(">II")
+_WORKER = str(Path(__file__).with_name("_worker.py"))
+INIT_TIMEOUT = 10.0
+"""Lambda's limit for the init phase (importing the handler module), in seconds."""
+
+
+class TimedOut(Exception):
+    """The handler ran past the function's timeout; its environment was killed."""
+
+
+class Crashed(Exception):
+    """The worker process died during the call; ``args[0]`` is how it exited."""
+
+
+class InitFailed(Exception):
+    """The handler module could not be loaded; carries the AWS-shaped error and the log."""
+
+    def __init__(self, error: dict[str, Any], log: str) -> None:
+        super().__init__(error.get("errorMessage", "init failed"))
+        self.error = error
+        self.log = log
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What one call to a worker produced."""
+
+    body: bytes
+    error: bool
+    log: str
+    memory_mb: int
+
+
+def _exit_text(returncode: int | None) -> str:
+    if returncode is None:
+        return "Runtime exited without providing a reason"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name.removeprefix("SIG").lower()
+        except ValueError:
+            name = str(-returncode)
+        names = {"kill": "killed", "segv": "segmentation fault", "abrt": "aborted"}
+        return f"Runtime exited with error: signal: {names.get(name, name)}"
+    return f"Runtime exited with error: exit status {returncode}"
+
+
+class Environment:
+    """One warm worker process for one function."""
+
+    def __init__(self, spec: FunctionSpec, proc: asyncio.subprocess.Process, stream: str) -> None:
+        self.spec = spec
+        self.proc = proc
+        self.log_stream = stream
+        self.uses = 0
+        self.dead = False
+
+    @classmethod
+    async def start(cls, spec: FunctionSpec, env: dict[str, str]) -> tuple[Environment, str]:
+        """Start a worker and wait for its init; return it with the init log.
+
+        Raises:
+            InitFailed: the handler module could not be loaded (the worker is gone).
+        """
+        day = time.strftime("%Y/%m/%d", time.gmtime())
+        stream = f"{day}/[$LATEST]{secrets.token_hex(16)}"
+        full_env = {
+            **env,
+            **spec.environment,
+            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_size),
+            "AWS_LAMBDA_FUNCTION_TIMEOUT": f"{spec.timeout:g}",
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": stream,
+            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
+            "LAMBDA_TASK_ROOT": str(spec.code_dir),
+            "_HANDLER": spec.handler,
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            _WORKER,
+            str(spec.code_dir),
+            spec.handler,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=str(spec.code_dir),
+            env=full_env,
+            # Own session: a Ctrl-C in the terminal reaches the runtime, which stops the
+            # workers itself, instead of killing them in the middle of a call.
+            start_new_session=True,
+        )
+        environment = cls(spec, proc, stream)
+        try:
+            async with asyncio.timeout(INIT_TIMEOUT):
+                header, _ = await environment._read()
+        except TimeoutError:
+            environment.kill()
+            raise InitFailed(
+                {
+                    "errorType": "Runtime.InitTimeout",
+                    "errorMessage": f"Init phase did not finish in {INIT_TIMEOUT:g} seconds",
+                },
+                "",
+            ) from None
+        except Crashed as exc:
+            environment.kill()
+            raise InitFailed(
+                {"errorType": "Runtime.ExitError", "errorMessage": str(exc)}, ""
+            ) from None
+        if not header.get("ready"):
+            environment.kill()
+            raise InitFailed(header.get("error", {}), header.get("log", ""))
+        return environment, str(header.get("log", ""))
+
+    async def _read(self) -> tuple[dict[str, Any], bytes]:
+        stdout = self.proc.stdout
+        assert stdout is not None
+        try:
+            head = await stdout.readexactly(_HEAD.size)
+            head_len, body_len = _HEAD.unpack(head)
+            data = await stdout.readexactly(head_len + body_len)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            self.dead = True
+            returncode = await self._wait_exit()
+            raise Crashed(_exit_text(returncode)) from None
+        header: dict[str, Any] = json.loads(data[:head_len])
+        return header, data[head_len:]
+
+    async def _wait_exit(self) -> int | None:
+        try:
+            async with asyncio.timeout(1.0):
+                return await self.proc.wait()
+        except TimeoutError:
+            self.kill()
+            return None
+
+    async def run(
+        self, request_id: str, arn: str, deadline_ms: int, client_context: Any, body: bytes
+    ) -> RunResult:
+        """Run one invocation with the function's timeout.
+
+        Raises:
+            TimedOut: the timeout passed (the worker is killed).
+            Crashed: the worker died during the call.
+        """
+        self.uses += 1
+        header = json.dumps(
+            {
+                "id": request_id,
+                "arn": arn,
+                "deadline": deadline_ms,
+                "client_context": client_context,
+            },
+            separators=(",", ":"),
+        ).encode()
+        stdin = self.proc.stdin
+        assert stdin is not None
+        try:
+            stdin.write(_HEAD.pack(len(header), len(body)) + header + body)
+            if len(body) > 65536:
+                await stdin.drain()
+        except (ConnectionError, RuntimeError):
+            self.dead = True
+            raise Crashed(_exit_text(await self._wait_exit())) from None
+        try:
+            async with asyncio.timeout(self.spec.timeout):
+                reply, payload = await self._read()
+        except TimeoutError:
+            self.kill()
+            raise TimedOut from None
+        return RunResult(
+            body=payload,
+            error=bool(reply.get("error")),
+            log=str(reply.get("log", "")),
+            memory_mb=int(reply.get("memory_mb", 0)),
+        )
+
+    def kill(self) -> None:
+        """Kill the worker at once (timeouts, shutdown)."""
+        self.dead = True
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+
+    async def aclose(self) -> None:
+        """Kill the worker and reap it."""
+        self.kill()
+        with contextlib.suppress(ProcessLookupError):
+            await self.proc.wait()
+
+
+class FunctionPool:
+    """The environments of one function: idle ones are reused, most recent first."""
+
+    def __init__(self, spec: FunctionSpec, env: dict[str, str]) -> None:
+        self.spec = spec
+        self._env = env
+        self.idle: list[Environment] = []
+        self.all: set[Environment] = set()
+        self.active = 0
+        """Calls currently holding (or starting) an environment of this function."""
+
+    async def acquire(self) -> tuple[Environment, bool, str]:
+        """An environment for one call: ``(environment, cold_start, init_log)``."""
+        while self.idle:
+            environment = self.idle.pop()
+            if not environment.dead and environment.proc.returncode is None:
+                return environment, False, ""
+            self.all.discard(environment)
+        environment, init_log = await Environment.start(self.spec, self._env)
+        self.all.add(environment)
+        return environment, True, init_log
+
+    def release(self, environment: Environment) -> None:
+        """Give an environment back after a call (a dead one is dropped)."""
+        if environment.dead or environment.proc.returncode is not None:
+            self.all.discard(environment)
+            if not environment.dead:
+                environment.kill()
+            return
+        self.idle.append(environment)
+
+    def discard(self, environment: Environment) -> None:
+        """Forget a killed environment."""
+        self.all.discard(environment)
+
+    async def prewarm(self, count: int) -> None:
+        """Start ``count`` idle environments (init errors are left for the first call)."""
+        for _ in range(count - len(self.idle)):
+            try:
+                environment, _ = await Environment.start(self.spec, self._env)
+            except InitFailed:
+                return
+            self.all.add(environment)
+            self.idle.append(environment)
+
+    async def aclose(self) -> None:
+        """Kill every environment of this function."""
+        environments = list(self.all)
+        self.all.clear()
+        self.idle.clear()
+        await asyncio.gather(*(e.aclose() for e in environments), return_exceptions=True)
+
+
+def base_environment() -> dict[str, str]:
+    """The runtime's environment for workers (PYTHONPATH cleared of the runtime's own)."""
+    env = dict(os.environ)
+    env.pop("PYTHONSTARTUP", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env

@@ -1,0 +1,745 @@
+"""The local Lambda runtime: the Invoke API over HTTP, handlers in warm worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import re
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from module_sdk.errors import ConfigurationError
+from module_sdk.local._config import FunctionSpec, load_functions
+from module_sdk.local._environments import (
+    Crashed,
+    Environment,
+    FunctionPool,
+    InitFailed,
+    RunResult,
+    TimedOut,
+    base_environment,
+)
+from module_sdk.local._faults import FaultDecision, FaultPlan, Faults
+
+__all__ = ["InvocationRecord", "LocalLambdaRuntime", "RuntimeStats"]
+
+logger = logging.getLogger("module_sdk.local")
+
+SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024
+EVENT_PAYLOAD_LIMIT = 1024 * 1024
+RESPONSE_LIMIT = 6 * 1024 * 1024
+CLIENT_CONTEXT_LIMIT = 3583
+LOG_TAIL_BYTES = 4096
+DEFAULT_CONCURRENCY_LIMIT = 1000
+"""Lambda's default account concurrency quota."""
+INVOKE_PATH = "/2015-03-31/functions/{name}/invocations"
+
+_INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+_FUNCTION_RE = re.compile(
+    r"^(?:arn:aws[a-zA-Z-]*:lambda:)?"
+    r"(?:(?P<region>[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d):)?"
+    r"(?:(?P<account>\d{12}):)?"
+    r"(?:function:)?"
+    r"(?P<name>[a-zA-Z0-9_.-]+)"
+    r"(?::(?P<qualifier>\$LATEST|[a-zA-Z0-9_-]+))?$"
+)
+_QUALIFIER_RE = re.compile(r"^(\$LATEST|[a-zA-Z0-9_$-]{1,128})$")
+_REGION_IN_AUTH_RE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/lambda/")
+
+
+@dataclass(slots=True)
+class RuntimeStats:
+    """Counters of everything the runtime did, for tests and reliability suites.
+
+    Attributes:
+        invocations: handler runs per function (what actually reached a worker).
+        request_ids: handler runs per event ``request_id`` (an ExecuteRequest's session id),
+            across functions: more than one means the same request ran twice.
+        runs: handler runs per ``(function, request_id)``.
+        faults: injected faults per kind (``latency``, ``throttle``, ``error``, ``drop``,
+            ``slow``).
+        faults_by_function: injected faults per ``(function, kind)``.
+        outcomes: replies per outcome (``success``, ``function_error``, ``timeout``,
+            ``crash``, ``throttled``, ``not_found``, ``invalid_request``, ``too_large``,
+            ``event_accepted``, ``dry_run``, ``fault``).
+        throttles: concurrency throttles (429) per function.
+        cold_starts: environments started per function.
+        statuses: HTTP replies per status code.
+    """
+
+    invocations: Counter[str] = field(default_factory=Counter)
+    request_ids: Counter[str] = field(default_factory=Counter)
+    runs: Counter[tuple[str, str]] = field(default_factory=Counter)
+    faults: Counter[str] = field(default_factory=Counter)
+    faults_by_function: Counter[tuple[str, str]] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    throttles: Counter[str] = field(default_factory=Counter)
+    cold_starts: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[int] = field(default_factory=Counter)
+
+    def duplicates(self) -> dict[str, int]:
+        """Event ``request_id`` values that ran more than once, with their run counts."""
+        return {key: count for key, count in self.request_ids.items() if count > 1}
+
+    def reset(self) -> None:
+        """Zero every counter."""
+        for name in self.__slots__:
+            getattr(self, name).clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-ready copy of every counter."""
+        return {
+            "invocations": dict(self.invocations),
+            "request_ids": dict(self.request_ids),
+            "runs": {f"{f}/{r}": n for (f, r), n in self.runs.items()},
+            "faults": dict(self.faults),
+            "faults_by_function": {f"{f}/{k}": n for (f, k), n in self.faults_by_function.items()},
+            "outcomes": dict(self.outcomes),
+            "throttles": dict(self.throttles),
+            "cold_starts": dict(self.cold_starts),
+            "statuses": {str(k): v for k, v in self.statuses.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationRecord:
+    """One handler run, kept in :attr:`LocalLambdaRuntime.history` (newest last)."""
+
+    function: str
+    aws_request_id: str
+    event_request_id: str | None
+    invocation_type: str
+    outcome: str
+    """``success``, ``function_error``, ``timeout`` or ``crash``."""
+    duration: float
+    cold_start: bool
+    log: str
+    reply: bytes
+
+
+class _AwsError(Exception):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        outcome: str,
+        *,
+        extra: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        message_key: str = "message",
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.outcome = outcome
+        self.extra = dict(extra or {})
+        self.headers = dict(headers or {})
+        self.message_key = message_key
+
+
+@dataclass(slots=True)
+class _Call:
+    function: FunctionPool
+    name: str
+    qualifier: str | None
+    arn: str
+    invocation_type: str
+    log_tail: bool
+    body: bytes
+    event_request_id: str | None
+    client_context: Any
+    request_id: str
+
+
+class LocalLambdaRuntime:
+    """A local server speaking the AWS Lambda Invoke API.
+
+    Point any Lambda client (``LambdaAdapter(endpoint_url=rt.url)``, boto3, aiobotocore) at
+    it. Handlers run in warm worker processes, one call at a time each, reused between
+    calls; a handler that hangs, crashes or leaks only loses its own worker::
+
+        async with LocalLambdaRuntime("examples/functions", port=0) as rt:
+            adapter = LambdaAdapter("dice", "us-east-1", "dice", endpoint_url=rt.url)
+
+    Args:
+        functions_dir: a directory of handler files (see :func:`load_functions`), or None.
+        functions: more functions (:class:`FunctionSpec`), added after the directory's.
+        host / port: where to listen (port 0 picks a free port; see :attr:`url`).
+        faults: global :class:`Faults`, or a mapping of function name to ``Faults`` (the
+            key ``"*"`` is the global default).
+        seed: makes fault injection repeatable.
+        concurrency_limit: the most simultaneous runs over all functions (Lambda's account
+            quota); beyond it calls get 429 ``ConcurrentInvocationLimitExceeded``.
+        throttle_retry_after: the ``Retry-After`` seconds of concurrency throttles (None:
+            no header).
+        region / account_id: used in ARNs when the caller's signature names no region.
+        prewarm: environments to start per function before serving (no cold start then).
+        history_size: how many :class:`InvocationRecord` to keep.
+        on_log: called with ``(record)`` after every handler run (the CLI prints logs).
+    """
+
+    def __init__(
+        self,
+        functions_dir: str | Path | None = None,
+        *,
+        functions: Iterable[FunctionSpec] = (),
+        host: str = "127.0.0.1",
+        port: int = 0,
+        faults: Faults | Mapping[str, Faults] | None = None,
+        seed: int | str | None = None,
+        concurrency_limit: int = DEFAULT_CONCURRENCY_LIMIT,
+        throttle_retry_after: float | None = 1.0,
+        region: str = "us-east-1",
+        account_id: str = "123456789012",
+        prewarm: int = 0,
+        history_size: int = 1000,
+        on_log: Callable[[InvocationRecord], None] | None = None,
+    ) -> None:
+        if not isinstance(concurrency_limit, int) or concurrency_limit < 1:
+            raise ConfigurationError(
+                f"concurrency_limit={concurrency_limit!r} is invalid: use an integer >= 1"
+            )
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ConfigurationError(f"port={port!r} is invalid: use 0-65535 (0: a free port)")
+        if not re.fullmatch(r"\d{12}", account_id):
+            raise ConfigurationError(f"account_id={account_id!r} is invalid: use 12 digits")
+        specs: dict[str, FunctionSpec] = {}
+        if functions_dir is not None:
+            specs.update(load_functions(functions_dir))
+        for spec in functions:
+            specs[spec.name] = spec
+        self.host = host
+        self.port = port
+        self.region = region
+        self.account_id = account_id
+        self.concurrency_limit = concurrency_limit
+        self.throttle_retry_after = throttle_retry_after
+        self.prewarm = prewarm
+        if isinstance(faults, Faults) or faults is None:
+            self.faults = FaultPlan(faults, seed=seed)
+        else:
+            per_function = dict(faults)
+            self.faults = FaultPlan(per_function.pop("*", None), per_function, seed=seed)
+        self.stats = RuntimeStats()
+        self.history: deque[InvocationRecord] = deque(maxlen=history_size)
+        self.on_log = on_log
+        self._base_env = base_environment()
+        self._pools: dict[str, FunctionPool] = {
+            name: FunctionPool(spec, self._base_env) for name, spec in specs.items()
+        }
+        self._active = 0
+        self._freed = asyncio.Event()
+        self._events: set[asyncio.Task[None]] = set()
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    # -- functions -----------------------------------------------------------------------
+
+    @property
+    def functions(self) -> dict[str, FunctionSpec]:
+        """The functions served, by name."""
+        return {name: pool.spec for name, pool in self._pools.items()}
+
+    def add_function(self, spec: FunctionSpec) -> None:
+        """Serve one more function (replacing one of the same name; its workers stop)."""
+        old = self._pools.get(spec.name)
+        self._pools[spec.name] = FunctionPool(spec, self._base_env)
+        if old is not None:
+            for environment in list(old.all):
+                environment.kill()
+
+    def set_faults(self, faults: Faults | None, function: str | None = None) -> None:
+        """Change the global faults (``function=None``) or one function's (None clears)."""
+        self.faults.set(faults, function)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> str:
+        """Start listening; return the URL."""
+        app = web.Application(client_max_size=SYNC_PAYLOAD_LIMIT + 1024 * 1024)
+        app.router.add_post(INVOKE_PATH, self._handle)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server
+        assert server is not None
+        sockets = getattr(server, "sockets", None) or []
+        port = sockets[0].getsockname()[1] if sockets else self.port
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.url = f"http://{host}:{port}"
+        if self.prewarm:
+            await asyncio.gather(*(p.prewarm(self.prewarm) for p in self._pools.values()))
+        return self.url
+
+    async def wait_for_events(self, timeout: float | None = None) -> None:
+        """Wait until every accepted Event invocation has finished running."""
+        async with asyncio.timeout(timeout):
+            while self._events:
+                await asyncio.gather(*list(self._events), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Stop serving, cancel queued Event runs and kill every worker."""
+        for task in list(self._events):
+            task.cancel()
+        if self._events:
+            await asyncio.gather(*list(self._events), return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await asyncio.gather(*(p.aclose() for p in self._pools.values()))
+
+    async def __aenter__(self) -> LocalLambdaRuntime:
+        try:
+            await self.start()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- the Invoke API ------------------------------------------------------------------
+
+    def _error_response(self, error: _AwsError, request_id: str) -> web.Response:
+        body: dict[str, Any] = {
+            "Type": "User" if error.status < 500 else "Service",
+            error.message_key: error.message,
+        }
+        body.update(error.extra)
+        headers = {
+            "x-amzn-RequestId": request_id,
+            "x-amzn-ErrorType": error.code,
+            "Content-Type": "application/json",
+            **error.headers,
+        }
+        self.stats.statuses[error.status] += 1
+        self.stats.outcomes[error.outcome] += 1
+        return web.Response(status=error.status, body=json.dumps(body).encode(), headers=headers)
+
+    def _resolve(self, request: web.Request) -> tuple[FunctionPool, str, str | None, str]:
+        raw = request.match_info["name"]
+        match = _FUNCTION_RE.match(raw)
+        if match is None or len(raw) > 256:
+            raise _AwsError(
+                400,
+                "InvalidParameterValueException",
+                f"1 validation error detected: Value '{raw}' at 'functionName' failed to "
+                "satisfy constraint: Member must satisfy regular expression pattern",
+                "invalid_request",
+            )
+        name = match["name"]
+        qualifier = match["qualifier"]
+        query_qualifier = request.query.get("Qualifier")
+        if query_qualifier is not None:
+            if not _QUALIFIER_RE.match(query_qualifier):
+                raise _AwsError(
+                    400,
+                    "InvalidParameterValueException",
+                    f"1 validation error detected: Value '{query_qualifier}' at 'qualifier' "
+                    "failed to satisfy constraint: Member must satisfy regular expression "
+                    "pattern: (|[a-zA-Z0-9$_-]+)",
+                    "invalid_request",
+                )
+            if qualifier is not None and qualifier != query_qualifier:
+                raise _AwsError(
+                    400,
+                    "InvalidParameterValueException",
+                    "The derived qualifier from the function name does not match the "
+                    "specified qualifier.",
+                    "invalid_request",
+                )
+            qualifier = query_qualifier
+        region = match["region"]
+        if region is None:
+            auth = _REGION_IN_AUTH_RE.search(request.headers.get("Authorization", ""))
+            region = auth.group(1) if auth else self.region
+        account = match["account"] or self.account_id
+        arn = f"arn:aws:lambda:{region}:{account}:function:{name}"
+        if qualifier is not None:
+            arn += f":{qualifier}"
+        pool = self._pools.get(name)
+        if pool is None or (
+            qualifier is not None and qualifier != "$LATEST" and qualifier not in pool.spec.aliases
+        ):
+            raise _AwsError(
+                404,
+                "ResourceNotFoundException",
+                f"Function not found: {arn}",
+                "not_found",
+                message_key="Message",
+            )
+        return pool, name, qualifier, arn
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        request_id = str(uuid.uuid4())
+        try:
+            call = await self._parse(request, request_id)
+        except _AwsError as error:
+            return self._error_response(error, request_id)
+        if call.invocation_type == "DryRun":
+            self.stats.statuses[204] += 1
+            self.stats.outcomes["dry_run"] += 1
+            return web.Response(status=204, headers={"x-amzn-RequestId": request_id})
+
+        decision = self.faults.decide(call.name)
+        try:
+            await self._apply_faults(request, call.name, decision)
+        except _AwsError as error:
+            return self._error_response(error, request_id)
+        if decision.drop:
+            return self._drop(request)
+
+        if call.invocation_type == "Event":
+            task = asyncio.create_task(self._run_event(call))
+            self._events.add(task)
+            task.add_done_callback(self._events.discard)
+            response = web.Response(status=202, headers={"x-amzn-RequestId": request_id})
+            self.stats.outcomes["event_accepted"] += 1
+        else:
+            try:
+                self._admit(call.function, call.name)
+            except _AwsError as error:
+                return self._error_response(error, request_id)
+            try:
+                response = await self._run_sync(call)
+            finally:
+                self._leave(call.function)
+        return await self._reply(request, call.name, decision, response)
+
+    async def _parse(self, request: web.Request, request_id: str) -> _Call:
+        pool, name, qualifier, arn = self._resolve(request)
+        invocation_type = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
+        if invocation_type not in _INVOCATION_TYPES:
+            raise _AwsError(
+                400,
+                "InvalidParameterValueException",
+                f"1 validation error detected: Value '{invocation_type}' at 'invocationType' "
+                "failed to satisfy constraint: Member must satisfy enum value set: "
+                "[Event, RequestResponse, DryRun]",
+                "invalid_request",
+            )
+        log_type = request.headers.get("X-Amz-Log-Type", "None")
+        if log_type not in ("None", "Tail"):
+            raise _AwsError(
+                400,
+                "InvalidParameterValueException",
+                f"1 validation error detected: Value '{log_type}' at 'logType' failed to "
+                "satisfy constraint: Member must satisfy enum value set: [Tail, None]",
+                "invalid_request",
+            )
+        limit = EVENT_PAYLOAD_LIMIT if invocation_type == "Event" else SYNC_PAYLOAD_LIMIT
+        length = request.content_length
+        if length is not None and length > limit:
+            raise _AwsError(
+                413,
+                "RequestTooLargeException",
+                f"Request must be smaller than {limit} bytes for the InvokeFunction operation",
+                "too_large",
+            )
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            body = b"x" * (limit + 1)
+        if len(body) > limit:
+            raise _AwsError(
+                413,
+                "RequestTooLargeException",
+                f"Request must be smaller than {limit} bytes for the InvokeFunction operation",
+                "too_large",
+            )
+        event_request_id: str | None = None
+        if body.strip():
+            try:
+                event = json.loads(body)
+            except (ValueError, RecursionError) as exc:
+                raise _AwsError(
+                    400,
+                    "InvalidRequestContentException",
+                    f"Could not parse request body into json: Could not parse payload into "
+                    f"json: {exc}",
+                    "invalid_request",
+                ) from None
+            if isinstance(event, dict) and isinstance(event.get("request_id"), str):
+                event_request_id = event["request_id"]
+        else:
+            body = b""
+        client_context: Any = None
+        raw_context = request.headers.get("X-Amz-Client-Context")
+        if raw_context:
+            if len(raw_context) > CLIENT_CONTEXT_LIMIT:
+                raise _AwsError(
+                    400,
+                    "InvalidParameterValueException",
+                    f"Client context must be at most {CLIENT_CONTEXT_LIMIT} bytes",
+                    "invalid_request",
+                )
+            try:
+                client_context = json.loads(base64.b64decode(raw_context, validate=True))
+            except (binascii.Error, ValueError):
+                raise _AwsError(
+                    400,
+                    "InvalidRequestContentException",
+                    "Client context must be a valid Base64-encoded JSON object.",
+                    "invalid_request",
+                ) from None
+            if invocation_type == "Event":
+                client_context = None  # Lambda passes it to synchronous calls only
+        return _Call(
+            function=pool,
+            name=name,
+            qualifier=qualifier,
+            arn=arn,
+            invocation_type=invocation_type,
+            log_tail=log_type == "Tail",
+            body=body,
+            event_request_id=event_request_id,
+            client_context=client_context,
+            request_id=request_id,
+        )
+
+    def _count_fault(self, function: str, kind: str) -> None:
+        self.stats.faults[kind] += 1
+        self.stats.faults_by_function[(function, kind)] += 1
+
+    async def _apply_faults(
+        self, request: web.Request, function: str, decision: FaultDecision
+    ) -> None:
+        if decision.delay > 0:
+            self._count_fault(function, "latency")
+            await asyncio.sleep(decision.delay)
+        if decision.drop:
+            self._count_fault(function, "drop")
+            return
+        if decision.throttle:
+            self._count_fault(function, "throttle")
+            raise _AwsError(
+                429,
+                "TooManyRequestsException",
+                "Rate Exceeded.",
+                "fault",
+                extra={
+                    "Reason": "FunctionInvocationRateLimitExceeded",
+                    "retryAfterSeconds": f"{decision.retry_after:g}",
+                },
+                headers={"Retry-After": f"{decision.retry_after:g}"},
+            )
+        if decision.error:
+            self._count_fault(function, "error")
+            raise _AwsError(
+                500,
+                "ServiceException",
+                "An internal error occurred (injected fault).",
+                "fault",
+                message_key="Message",
+            )
+
+    def _drop(self, request: web.Request) -> web.StreamResponse:
+        transport = request.transport
+        if transport is not None:
+            transport.abort()
+        self.stats.outcomes["dropped"] += 1
+        # Never sent: the connection is gone. aiohttp needs a response object regardless.
+        return web.Response(status=500)
+
+    async def _reply(
+        self,
+        request: web.Request,
+        function: str,
+        decision: FaultDecision,
+        response: web.StreamResponse,
+    ) -> web.StreamResponse:
+        if decision.slow:
+            self._count_fault(function, "slow")
+            await asyncio.sleep(decision.slow)
+        if decision.drop_after_run:
+            self._count_fault(function, "drop")
+            return self._drop(request)
+        self.stats.statuses[response.status] += 1
+        return response
+
+    def _refusal(self, pool: FunctionPool) -> _AwsError | None:
+        """The 429 for a call beyond the reserved or overall concurrency, or None."""
+        reserved = pool.spec.reserved_concurrency
+        if reserved is not None and pool.active >= reserved:
+            reason = "ReservedFunctionConcurrentInvocationLimitExceeded"
+        elif self._active >= self.concurrency_limit:
+            reason = "ConcurrentInvocationLimitExceeded"
+        else:
+            return None
+        retry = self.throttle_retry_after
+        headers = {} if retry is None else {"Retry-After": f"{retry:g}"}
+        extra: dict[str, Any] = {"Reason": reason}
+        if retry is not None:
+            extra["retryAfterSeconds"] = f"{retry:g}"
+        return _AwsError(
+            429,
+            "TooManyRequestsException",
+            "Rate Exceeded.",
+            "throttled",
+            extra=extra,
+            headers=headers,
+        )
+
+    def _admit(self, pool: FunctionPool, name: str) -> None:
+        refusal = self._refusal(pool)
+        if refusal is not None:
+            self.stats.throttles[name] += 1
+            raise refusal
+        pool.active += 1
+        self._active += 1
+
+    def _leave(self, pool: FunctionPool) -> None:
+        pool.active -= 1
+        self._active -= 1
+        self._freed.set()
+
+    async def _run_event(self, call: _Call) -> None:
+        # Lambda queues Event calls and runs them when there is capacity: wait, never throttle.
+        while self._refusal(call.function) is not None:
+            self._freed.clear()
+            await self._freed.wait()
+        self._admit(call.function, call.name)
+        try:
+            await self._execute(call)
+        except Exception:
+            logger.exception("Event invocation of %s failed in the runtime", call.name)
+        finally:
+            self._leave(call.function)
+
+    async def _run_sync(self, call: _Call) -> web.Response:
+        result, log, _ = await self._execute(call)
+        headers = {
+            "x-amzn-RequestId": call.request_id,
+            "X-Amz-Executed-Version": "$LATEST",
+            "Content-Type": "application/json",
+        }
+        body = result.body
+        if result.error:
+            headers["X-Amz-Function-Error"] = "Unhandled"
+        if call.log_tail:
+            tail = log.encode("utf-8", errors="replace")[-LOG_TAIL_BYTES:]
+            headers["X-Amz-Log-Result"] = base64.b64encode(tail).decode("ascii")
+        self.stats.outcomes["function_error" if result.error else "success"] += 1
+        return web.Response(status=200, body=body, headers=headers)
+
+    async def _execute(self, call: _Call) -> tuple[RunResult, str, str]:
+        """Run the handler; return the result, the full log, and the outcome."""
+        pool = call.function
+        spec = pool.spec
+        started = time.monotonic()
+        log_lines = [f"START RequestId: {call.request_id} Version: $LATEST\n"]
+        environment: Environment | None = None
+        cold = False
+        init_ms = 0.0
+        try:
+            environment, cold, init_log = await pool.acquire()
+            if cold:
+                init_ms = (time.monotonic() - started) * 1000
+                self.stats.cold_starts[call.name] += 1
+                if init_log:
+                    log_lines.insert(0, init_log)
+        except InitFailed as exc:
+            log_lines.insert(0, exc.log)
+            error = {"requestId": "", "stackTrace": [], **exc.error}
+            result = RunResult(json.dumps(error).encode(), True, "", 0)
+            outcome = "init_error"
+        else:
+            self._count_run(call)
+            deadline_ms = int(time.time() * 1000 + spec.timeout * 1000)
+            run_started = time.monotonic()
+            try:
+                result = await environment.run(
+                    call.request_id, call.arn, deadline_ms, call.client_context, call.body
+                )
+                outcome = "function_error" if result.error else "success"
+                if not result.error and len(result.body) > RESPONSE_LIMIT:
+                    result = self._too_large(call, result)
+                    outcome = "function_error"
+            except TimedOut:
+                pool.discard(environment)
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+                log_lines.append(
+                    f"{stamp}Z {call.request_id} Task timed out after {spec.timeout:.2f} seconds\n"
+                )
+                error = {
+                    "errorType": "Sandbox.Timedout",
+                    "errorMessage": f"RequestId: {call.request_id} Error: Task timed out after "
+                    f"{spec.timeout:.2f} seconds",
+                }
+                result = RunResult(json.dumps(error).encode(), True, "", 0)
+                outcome = "timeout"
+            except Crashed as exc:
+                pool.discard(environment)
+                error = {
+                    "errorType": "Runtime.ExitError",
+                    "errorMessage": f"RequestId: {call.request_id} Error: {exc}",
+                }
+                log_lines.append(f"{json.dumps(error)}\n")
+                result = RunResult(json.dumps(error).encode(), True, "", 0)
+                outcome = "crash"
+            finally:
+                pool.release(environment)
+            duration_ms = (time.monotonic() - run_started) * 1000
+            log_lines.append(result.log)
+            log_lines.append(f"END RequestId: {call.request_id}\n")
+            report = (
+                f"REPORT RequestId: {call.request_id}\tDuration: {duration_ms:.2f} ms\t"
+                f"Billed Duration: {max(1, int(duration_ms + 0.999))} ms\t"
+                f"Memory Size: {spec.memory_size} MB\tMax Memory Used: {result.memory_mb} MB\t"
+            )
+            if cold:
+                report += f"Init Duration: {init_ms:.2f} ms\t"
+            if outcome == "timeout":
+                report += "Status: timeout"
+            log_lines.append(report.rstrip("\t") + "\n")
+        log = "".join(log_lines)
+        record = InvocationRecord(
+            function=call.name,
+            aws_request_id=call.request_id,
+            event_request_id=call.event_request_id,
+            invocation_type=call.invocation_type,
+            outcome=outcome,
+            duration=time.monotonic() - started,
+            cold_start=cold,
+            log=log,
+            reply=result.body,
+        )
+        self.history.append(record)
+        if call.invocation_type == "Event":
+            self.stats.outcomes[f"event_{outcome}"] += 1
+        if self.on_log is not None:
+            try:
+                self.on_log(record)
+            except Exception:
+                logger.exception("on_log callback failed")
+        return result, log, outcome
+
+    def _count_run(self, call: _Call) -> None:
+        self.stats.invocations[call.name] += 1
+        if call.event_request_id is not None:
+            self.stats.request_ids[call.event_request_id] += 1
+            self.stats.runs[(call.name, call.event_request_id)] += 1
+
+    def _too_large(self, call: _Call, result: RunResult) -> RunResult:
+        error = {
+            "errorMessage": "Response payload size exceeded maximum allowed payload size "
+            f"({RESPONSE_LIMIT} bytes).",
+            "errorType": "Function.ResponseSizeTooLarge",
+        }
+        return RunResult(json.dumps(error).encode(), True, result.log, result.memory_mb)
