@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from module_sdk._models import ExecuteRequest, ExecuteResponse
@@ -28,6 +29,11 @@ from module_sdk.errors import (
     RequestError,
 )
 from module_sdk.resilience.clock import Clock, SystemClock
+from module_sdk.resilience.deadletter import (
+    DeadLetterRecorder,
+    DeadLetterSink,
+    request_from_payload,
+)
 from module_sdk.resilience.pipeline import (
     Handler,
     Invocation,
@@ -109,6 +115,10 @@ class LambdaAdapter(BaseAdapter):
         policies: extra pipeline policies, outermost first, placed around the retry loop.
         observers: objects told about every call, attempt, retry and outcome.
         retry_budget: caps the share of load that retries may add.
+        dead_letter: where requests that finally fail are kept (``docs/dead-letter.md``): a
+            SQLite file path (a sink the adapter owns and closes) or any ``DeadLetterSink``
+            such as ``SQSDeadLetterSink``. Event calls are always dead-lettered then.
+        dead_letter_sync: also dead-letter failed RequestResponse calls.
         client: an aiobotocore Lambda client you own (used as-is, never closed here).
         invoker: any object with ``invoke``/``aclose`` (replaces the AWS client entirely).
         clock / rng: time and randomness seams (tests pass a fake clock and a seeded RNG).
@@ -142,6 +152,8 @@ class LambdaAdapter(BaseAdapter):
         policies: Sequence[Policy] = (),
         observers: Sequence[InvocationObserver] = (),
         retry_budget: RetryBudget | None = None,
+        dead_letter: DeadLetterSink | str | os.PathLike[str] | None = None,
+        dead_letter_sync: bool = False,
         client: Any = None,
         invoker: Invoker | None = None,
         pool: ClientPool | None = None,
@@ -227,6 +239,15 @@ class LambdaAdapter(BaseAdapter):
 
         self._clock: Clock = clock or SystemClock()
         self._rng = rng or random.Random()
+        self._dead_letter = DeadLetterRecorder.create(
+            dead_letter,
+            include_sync=dead_letter_sync,
+            module_name=self.module_name,
+            clock=self._clock,
+        )
+        self.dead_letter: DeadLetterSink | None = (
+            None if self._dead_letter is None else self._dead_letter.sink
+        )
         if invoker is not None:
             self._invoker: Invoker = invoker
         elif client is not None:
@@ -355,7 +376,38 @@ class LambdaAdapter(BaseAdapter):
         except Exception as exc:  # a subclass's _build_lambda_payload failed
             logger.exception("building the Lambda event failed")
             return self._failure(RequestError(f"building the Lambda event failed: {exc}"))
+        return await self._run(request, payload, body, started)
 
+    async def invoke_payload(
+        self, payload: Mapping[str, Any], *, dead_letter: bool = False
+    ) -> ExecuteResponse:
+        """Send a ready-made Lambda event unchanged, through the same policies and retries.
+
+        This is how the dead-letter queue is replayed: the stored event keeps its
+        ``request_id`` and ``timestamp``, so the function can recognise a repeat. It needs a
+        ``request_id``; it is sent with this adapter's function and invocation type. A failure
+        is dead-lettered only with ``dead_letter=True`` (a replay keeps its own entry). Like
+        ``execute_async``, it never raises for a failure.
+        """
+        started = self._clock.monotonic()
+        try:
+            request = request_from_payload(payload)
+            body = encode_payload(payload, self.invocation_type)
+        except ModuleSDKError as exc:
+            logger.error("Lambda event refused before sending: %s", exc.message)
+            return self._failure(exc)
+        return await self._run(request, dict(payload), body, started, dead_letter=dead_letter)
+
+    async def _run(
+        self,
+        request: ExecuteRequest,
+        payload: dict[str, Any],
+        body: bytes,
+        started: float,
+        *,
+        dead_letter: bool = True,
+    ) -> ExecuteResponse:
+        """The pipeline for one built event (``execute_async`` and ``invoke_payload``)."""
         invocation = Invocation(
             request=request,
             payload=payload,
@@ -384,6 +436,8 @@ class LambdaAdapter(BaseAdapter):
             response = self._failure(
                 ModuleSDKError(f"unexpected error: {type(exc).__name__}: {exc}"), invocation
             )
+        if dead_letter and self._dead_letter is not None:
+            await self._dead_letter.record(invocation, response)
         self._record_health(response)
         if response.success:
             logger.info(
@@ -406,6 +460,8 @@ class LambdaAdapter(BaseAdapter):
     async def aclose(self) -> None:
         """Release this adapter's share of the AWS client (the last user closes it)."""
         await self._invoker.aclose()
+        if self._dead_letter is not None:
+            await self._dead_letter.aclose()
 
     def get_module_info(self) -> dict[str, Any]:
         """WaddleBot's module info plus the Lambda settings and health."""
