@@ -1,0 +1,68 @@
+"""``waddlebot-lambda serve``: the module server for WaddleBot's router."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``serve`` subcommand."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve Lambda-backed modules on WaddleBot's router protocol",
+        description=(
+            "Serve Lambda functions as WaddleBot modules: POST /api/v1/execute (module by "
+            "command), POST /modules/NAME/api/v1/execute, GET /api/v1/modules, GET /health. "
+            "SIGTERM drains in-flight requests, then exits 0. See docs/server.md."
+        ),
+    )
+    parser.add_argument(
+        "--config", required=True, metavar="PATH", help="the TOML configuration file"
+    )
+    parser.add_argument(
+        "--host", default=None, help="interface to listen on (default: [server] host or 0.0.0.0)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="TCP port (default: [server] port or 8000; 0 picks a free port)",
+    )
+    parser.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="serve without checking X-Service-Key when no key is configured (trusted "
+        "networks and local testing only)",
+    )
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from module_sdk.cli import CommandError
+    from module_sdk.server import load_config, run_server
+
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise CommandError(f"--port {args.port} is invalid: use 0 to 65535")
+    config = load_config(args.config)
+
+    def ready(url: str) -> None:
+        names = ", ".join(spec.name for spec in config.modules)
+        auth = "X-Service-Key required" if config.service_api_key else "NO AUTHENTICATION"
+        print(
+            f"waddlebot-lambda: serving {len(config.modules)} module(s) ({names}) on {url} "
+            f"({auth}); SIGTERM drains and exits",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return run_server(
+        config,
+        host=args.host,
+        port=args.port,
+        insecure_no_auth=args.insecure_no_auth,
+        on_ready=ready,
+    )

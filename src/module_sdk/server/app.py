@@ -1,0 +1,449 @@
+"""The HTTP module server: WaddleBot's router protocol in front of LambdaAdapters.
+
+Routes::
+
+    POST /api/v1/execute                  the module is picked by the request's command
+    POST /modules/{name}/api/v1/execute   the module is picked by name (its own module_url)
+    GET  /api/v1/modules                  each module's info and commands
+    GET  /health                          200 when every module is healthy, else 503 (no key)
+
+Status codes: 200 with the ExecuteResponse (also for the function's own failures, which the
+router shows as the module's answer); 400 malformed JSON or fields; 401 missing or wrong
+``X-Service-Key``; 403 the request's ``scopes`` lack the module's required scopes; 404 unknown
+command or module; 413 body too large; 429 + ``Retry-After`` when the module is at its
+``max_in_flight`` limit or the adapter answered a busy error code (throttled, rate_limited,
+circuit_open); 503 while shutting down. Every error body is JSON:
+``{"success": false, "error": "...", "error_code": "..."}``; no status ever carries a traceback.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any, Self
+
+from aiohttp import web
+
+from module_sdk._models import ExecuteRequest, ExecuteResponse
+from module_sdk.adapters.base_adapter import BaseAdapter
+from module_sdk.errors import ConfigurationError, ErrorCode
+from module_sdk.server._args import split_args
+from module_sdk.server.config import ServerConfig, build_adapter
+
+__all__ = ["SERVICE_KEY_HEADER", "ModuleServer"]
+
+logger = logging.getLogger(__name__)
+
+SERVICE_KEY_HEADER = "X-Service-Key"
+_REQUIRED_FIELDS = ("command", "user_id", "entity_id", "community_id", "session_id")
+_JSON = "application/json"
+_dumps = json.dumps
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> web.Response:
+    body: dict[str, Any] = {"success": False, "error": message, "error_code": code}
+    if extra:
+        body.update(extra)
+    return web.Response(status=status, text=_dumps(body), content_type=_JSON, headers=headers)
+
+
+class BadRequest(Exception):
+    """The request body cannot be turned into an ExecuteRequest (answered with 400)."""
+
+
+class _Module:
+    """A module as the server sees it: its adapter, commands and in-flight count."""
+
+    __slots__ = ("adapter", "commands", "in_flight", "max_in_flight", "name", "rejected")
+
+    def __init__(
+        self, name: str, adapter: BaseAdapter, commands: tuple[str, ...], max_in_flight: int
+    ) -> None:
+        self.name = name
+        self.adapter = adapter
+        self.commands = commands
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+        self.rejected = 0
+
+
+def _text_field(body: Mapping[str, Any], name: str) -> str:
+    value = body.get(name)
+    if value is None:
+        raise BadRequest(f"field {name!r} is missing")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # the router's ids may be numbers
+    raise BadRequest(f"field {name!r} must be a string, not {type(value).__name__}")
+
+
+class ModuleServer:
+    """The module server, usable in-process as an async context manager::
+
+        config = load_config("modules.toml")
+        async with ModuleServer(config, host="127.0.0.1", port=0) as server:
+            print(server.url)  # http://127.0.0.1:PORT
+
+    Leaving the block shuts down gracefully: stop accepting, let in-flight requests finish
+    (up to ``config.shutdown_grace`` seconds), then close every adapter's AWS client.
+
+    Args:
+        config: the validated configuration (:func:`module_sdk.server.load_config`).
+        host / port: override ``config.host`` / ``config.port``.
+        insecure_no_auth: serve without a service key (refused otherwise when none is set).
+        adapters: prebuilt adapters by module name (for Python callers and tests); modules
+            not listed get a LambdaAdapter built from their configuration.
+
+    Raises:
+        ConfigurationError: no service key and ``insecure_no_auth`` is False.
+    """
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        insecure_no_auth: bool = False,
+        adapters: Mapping[str, BaseAdapter] | None = None,
+    ) -> None:
+        key = config.service_api_key
+        if not key and not insecure_no_auth:
+            raise ConfigurationError(
+                f"{config.source}: service_api_key is missing: set service_api_key in the file "
+                "or SERVICE_API_KEY in the environment (the router sends it as X-Service-Key), "
+                "or pass --insecure-no-auth to serve without authentication on a trusted network"
+            )
+        if key == "change-me":
+            logger.warning("service_api_key is the example value 'change-me': set a real one")
+        self.config = config
+        self.host = config.host if host is None else host
+        self.port = config.port if port is None else port
+        self._key: bytes | None = key.encode() if key else None
+        given = dict(adapters or {})
+        self._modules: dict[str, _Module] = {}
+        self._by_command: dict[str, _Module] = {}
+        for spec in config.modules:
+            adapter = given.pop(spec.name, None) or build_adapter(spec)
+            module = _Module(spec.name, adapter, spec.commands, spec.max_in_flight)
+            self._modules[spec.name] = module
+            for command in spec.commands:
+                self._by_command[command.casefold()] = module
+        if given:
+            raise ConfigurationError(
+                f"adapters given for modules not in the configuration: {sorted(given)}"
+            )
+        self._retry_after = str(config.retry_after)
+        self._busy_codes = config.busy_error_codes
+        self._default_platform = config.default_platform
+        self._draining = False
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+        self.app = self._make_app()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def _make_app(self) -> web.Application:
+        app = web.Application(
+            client_max_size=self.config.max_body_bytes,
+            middlewares=[self._middleware],
+        )
+        app.router.add_post("/api/v1/execute", self._execute_by_command)
+        app.router.add_post("/modules/{name}/api/v1/execute", self._execute_by_name)
+        app.router.add_get("/api/v1/modules", self._list_modules)
+        app.router.add_get("/health", self._health)
+        app.on_cleanup.append(self._close_adapters)
+        return app
+
+    @property
+    def modules(self) -> Mapping[str, BaseAdapter]:
+        """The adapters by module name."""
+        return {name: m.adapter for name, m in self._modules.items()}
+
+    async def start(self) -> str:
+        """Start listening; returns the URL (``http://host:port``, the real port for 0)."""
+        runner = web.AppRunner(
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=self.config.shutdown_grace,
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        port = self.port
+        sockets = getattr(site._server, "sockets", None)
+        if sockets:
+            port = sockets[0].getsockname()[1]
+        shown = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        self.port = port
+        self.url = f"http://{shown}:{port}"
+        logger.info(
+            "module server listening on %s:%d with %d module(s)",
+            self.host,
+            port,
+            len(self._modules),
+        )
+        return self.url
+
+    async def aclose(self) -> None:
+        """Graceful shutdown: stop accepting, drain in-flight requests, close the adapters."""
+        runner, self._runner = self._runner, None
+        self._draining = True
+        if runner is None:
+            await self._close_adapters(self.app)
+            return
+        in_flight = sum(m.in_flight for m in self._modules.values())
+        logger.info(
+            "shutting down: %d request(s) in flight, grace %.1f s",
+            in_flight,
+            self.config.shutdown_grace,
+        )
+        await runner.cleanup()  # stops the listener, waits for handlers, runs on_cleanup
+
+    async def _close_adapters(self, _app: web.Application) -> None:
+        for module in self._modules.values():
+            try:
+                await module.adapter.aclose()
+            except Exception:
+                logger.exception("closing the adapter of module %r failed", module.name)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- middleware: auth and error shaping --------------------------------------------------
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self._key is not None and request.path != "/health":
+            given = request.headers.get(SERVICE_KEY_HEADER)
+            if given is None or not hmac.compare_digest(given.encode(), self._key):
+                logger.warning(
+                    "refused %s %s from %s: %s %s header",
+                    request.method,
+                    request.path,
+                    request.remote,
+                    "missing" if given is None else "wrong",
+                    SERVICE_KEY_HEADER,
+                )
+                return _error(
+                    401,
+                    "unauthorized",
+                    f"missing or wrong {SERVICE_KEY_HEADER} header: send the router's service key",
+                )
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+            return _error(
+                exc.status,
+                code.get(exc.status, "http_error"),
+                f"{exc.reason}: {request.method} {request.path}",
+                headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
+            )
+        except Exception:
+            logger.exception("unexpected error handling %s %s", request.method, request.path)
+            return _error(500, "internal", "internal server error (details are in the log)")
+
+    # -- handlers ---------------------------------------------------------------------------
+
+    async def _read_body(self, request: web.Request) -> dict[str, Any]:
+        limit = self.config.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+        raw = await request.read()  # raises 413 past client_max_size (chunked bodies too)
+        try:
+            body = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BadRequest(f"the body is not valid JSON ({exc})") from None
+        if not isinstance(body, dict):
+            raise BadRequest(f"the body must be a JSON object, not {type(body).__name__}")
+        return body
+
+    def _build_request(self, body: Mapping[str, Any]) -> ExecuteRequest:
+        fields = {name: _text_field(body, name) for name in _REQUIRED_FIELDS}
+        if not fields["command"]:
+            raise BadRequest("field 'command' must not be empty")
+        args = body.get("args", "")
+        if args is None:
+            args = ""
+        if isinstance(args, str):
+            arg_list = split_args(args)
+        elif isinstance(args, list) and all(isinstance(a, str) for a in args):
+            arg_list = list(args)
+        else:
+            raise BadRequest("field 'args' must be a string (or a list of strings)")
+        message = body.get("message", "")
+        if message is not None and not isinstance(message, str):
+            raise BadRequest(f"field 'message' must be a string, not {type(message).__name__}")
+        platform = body.get("platform") or self._default_platform
+        if not isinstance(platform, str):
+            raise BadRequest(f"field 'platform' must be a string, not {type(platform).__name__}")
+        metadata = body.get("metadata")
+        if metadata is None:
+            metadata = {}
+        elif not isinstance(metadata, dict):
+            raise BadRequest(f"field 'metadata' must be an object, not {type(metadata).__name__}")
+        else:
+            metadata = dict(metadata)
+        if message:
+            metadata.setdefault("message", message)
+        scopes = body.get("scopes")
+        if scopes is not None and (
+            not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes)
+        ):
+            raise BadRequest("field 'scopes' must be a list of strings")
+        return ExecuteRequest(
+            args=arg_list,
+            platform=platform,
+            metadata=metadata,
+            scopes=list(scopes) if scopes is not None else [],
+            **fields,
+        )
+
+    async def _execute_by_command(self, request: web.Request) -> web.Response:
+        return await self._execute(request, None)
+
+    async def _execute_by_name(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        module = self._modules.get(name)
+        if module is None:
+            return _error(
+                404,
+                "unknown_module",
+                f"no module named {name!r}; modules: {', '.join(sorted(self._modules))}",
+            )
+        return await self._execute(request, module)
+
+    async def _execute(self, request: web.Request, module: _Module | None) -> web.Response:
+        # No refusal while draining: a request that reached a handler is an accepted one.
+        try:
+            body = await self._read_body(request)
+            execute_request = self._build_request(body)
+        except BadRequest as exc:
+            return _error(400, "invalid_request", f"{exc}")
+        except web.HTTPRequestEntityTooLarge:
+            return _error(
+                413,
+                "payload_too_large",
+                f"the body is over the server's max_body_bytes ({self.config.max_body_bytes:,} "
+                "bytes): send less metadata",
+            )
+        command = execute_request.command
+        if module is None:
+            module = self._by_command.get(command.casefold())
+            if module is None:
+                return _error(
+                    404,
+                    "unknown_command",
+                    f"no module answers the command {command!r}",
+                    extra={"session_id": execute_request.session_id},
+                )
+        if "scopes" in body and not module.adapter.validate_scopes(execute_request.scopes):
+            missing = sorted(set(module.adapter.required_scopes) - set(execute_request.scopes))
+            return _error(
+                403,
+                "missing_scopes",
+                f"module {module.name!r} needs the scope(s) {missing}",
+                extra={"session_id": execute_request.session_id, "module": module.name},
+            )
+        if module.in_flight >= module.max_in_flight:
+            module.rejected += 1
+            return _error(
+                429,
+                "busy",
+                f"module {module.name!r} has {module.in_flight} requests in flight (its "
+                f"max_in_flight): try again later",
+                headers=self._retry_hdr(),
+                extra={"session_id": execute_request.session_id, "module": module.name},
+            )
+        module.in_flight += 1
+        try:
+            response = await module.adapter.execute_async(execute_request)
+        except Exception as exc:  # adapters should never raise; a custom one might
+            logger.exception("module %r raised instead of answering", module.name)
+            response = ExecuteResponse(
+                success=False,
+                error=f"module {module.name!r} failed unexpectedly ({type(exc).__name__})",
+                error_code=ErrorCode.INTERNAL.value,
+            )
+        finally:
+            module.in_flight -= 1
+        status = 200
+        headers = None
+        if not response.success and response.error_code in self._busy_codes:
+            module.rejected += 1
+            status = 429
+            headers = self._retry_hdr()
+        return web.Response(
+            status=status,
+            text=_dumps(self._response_body(response, execute_request.session_id, module.name)),
+            content_type=_JSON,
+            headers=headers,
+        )
+
+    def _retry_hdr(self) -> dict[str, str]:
+        return {"Retry-After": self._retry_after}
+
+    @staticmethod
+    def _response_body(response: ExecuteResponse, session_id: str, name: str) -> dict[str, Any]:
+        body = response.to_dict()
+        body["session_id"] = session_id
+        body["module"] = name
+        return body
+
+    async def _list_modules(self, request: web.Request) -> web.Response:
+        modules = []
+        for module in self._modules.values():
+            info = module.adapter.get_module_info()
+            info["commands"] = list(module.commands)
+            info["max_in_flight"] = module.max_in_flight
+            info["in_flight"] = module.in_flight
+            info["url_path"] = f"/modules/{module.name}/api/v1/execute"
+            modules.append(info)
+        return web.Response(text=_dumps({"modules": modules}), content_type=_JSON)
+
+    async def _health(self, request: web.Request) -> web.Response:
+        modules = {}
+        healthy = not self._draining
+        for module in self._modules.values():
+            status = module.adapter.get_health_status()
+            status["in_flight"] = module.in_flight
+            status["rejected_busy"] = module.rejected
+            modules[module.name] = status
+            healthy = healthy and bool(status["is_healthy"])
+        state = "draining" if self._draining else ("healthy" if healthy else "unhealthy")
+        return web.Response(
+            status=200 if healthy else 503,
+            text=_dumps({"status": state, "modules": modules}),
+            content_type=_JSON,
+        )

@@ -1,0 +1,499 @@
+"""The module server's configuration: TOML, validated at start, overridden by the environment.
+
+Every error names the file, the key and the problem (``modules.toml: modules[1].commands: ...``).
+The loader is a table of keys (:data:`SERVER_KEYS`, :data:`AWS_KEYS`, :data:`MODULE_KEYS`) with a
+type check each; values that only :class:`~module_sdk.adapters.LambdaAdapter` understands travel
+through ``[aws.adapter]`` / ``[modules.adapter]`` tables as keyword arguments, so a new adapter
+option is configurable without touching this module (the adapter's own error names the problem).
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import logging
+import math
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from module_sdk._module import MODULE_NAME_PATTERN
+from module_sdk.adapters.lambda_adapter import INVOCATION_TYPES, LOG_TYPES, LambdaAdapter
+from module_sdk.errors import ConfigurationError, ErrorCode
+
+__all__ = [
+    "AWS_KEYS",
+    "DEFAULT_BUSY_ERROR_CODES",
+    "ENVIRONMENT_VARIABLES",
+    "MODULE_KEYS",
+    "SERVER_KEYS",
+    "ModuleSpec",
+    "ServerConfig",
+    "ServerConfigError",
+    "build_adapter",
+    "load_config",
+    "parse_config",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BUSY_ERROR_CODES: tuple[str, ...] = (
+    ErrorCode.THROTTLED.value,
+    ErrorCode.RATE_LIMITED.value,
+    ErrorCode.CIRCUIT_OPEN.value,
+)
+"""Adapter error codes answered with 429 + ``Retry-After`` (the router then backs off)."""
+
+ENVIRONMENT_VARIABLES: Mapping[str, str] = MappingProxyType(
+    {
+        "SERVICE_API_KEY": "service_api_key",
+        "AWS_REGION": "aws.region",
+        "AWS_DEFAULT_REGION": "aws.region (only when neither the file nor AWS_REGION sets it)",
+        "LAMBDA_FUNCTION_PREFIX": "aws.function_prefix (an empty value removes the prefix)",
+        "AWS_ENDPOINT_URL_LAMBDA": "aws.endpoint_url",
+        "AWS_ENDPOINT_URL": "aws.endpoint_url (when AWS_ENDPOINT_URL_LAMBDA is not set)",
+        "AWS_PROFILE": "aws.profile",
+    }
+)
+"""The environment variables the loader reads, and the key each one overrides."""
+
+
+class ServerConfigError(ConfigurationError):
+    """The server's configuration is invalid: the message names the file, the key and the fix."""
+
+
+# -- value checks -----------------------------------------------------------------------------
+
+Check = Callable[[Any], str | None]
+"""Returns None when the value is acceptable, else what is wrong with it (and what to use)."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _string(value: Any) -> str | None:
+    return None if isinstance(value, str) and value else "use a non-empty string"
+
+
+def _string_or_empty(value: Any) -> str | None:
+    return None if isinstance(value, str) else "use a string"
+
+
+def _one_of(*choices: str) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value in choices else "use one of " + ", ".join(repr(c) for c in choices)
+
+    return check
+
+
+def _positive(value: Any) -> str | None:
+    return None if _is_number(value) and value > 0 else "use a number > 0"
+
+
+def _non_negative(value: Any) -> str | None:
+    return None if _is_number(value) and value >= 0 else "use a number >= 0"
+
+
+def _int_range(low: int, high: int | None = None) -> Check:
+    def check(value: Any) -> str | None:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+        if ok and (high is None or value <= high):
+            return None
+        return f"use an integer from {low} to {high}" if high else f"use an integer >= {low}"
+
+    return check
+
+
+def _boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "use true or false"
+
+
+def _url(value: Any) -> str | None:
+    ok = isinstance(value, str) and value.startswith(("http://", "https://"))
+    return None if ok else "use an http:// or https:// URL"
+
+
+def _string_list(value: Any) -> str | None:
+    ok = isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+    return None if ok else "use a list of non-empty strings"
+
+
+def _commands(value: Any) -> str | None:
+    if _string_list(value) is not None:
+        return 'use a list of command strings, such as ["!roll", "!dice"]'
+    for command in value:
+        if command != command.strip() or any(c.isspace() for c in command):
+            return f"command {command!r} contains whitespace: use one word per command"
+    return None
+
+
+def _busy_codes(value: Any) -> str | None:
+    known = {code.value for code in ErrorCode}
+    if _string_list(value) is not None:
+        return 'use a list of error codes, such as ["throttled", "circuit_open"]'
+    unknown = [v for v in value if v not in known]
+    if unknown:
+        return f"unknown error code(s) {unknown!r}: use values of module_sdk.ErrorCode"
+    return None
+
+
+def _table(value: Any) -> str | None:
+    return None if isinstance(value, dict) else "use a table of keyword arguments"
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One configuration key: its check, the LambdaAdapter parameter it feeds, its meaning."""
+
+    check: Check
+    help: str
+    adapter_param: str | None = None
+
+
+SERVER_KEYS: Mapping[str, Key] = MappingProxyType(
+    {
+        "host": Key(_string, "interface to listen on (default 0.0.0.0; --host wins)"),
+        "port": Key(_int_range(0, 65535), "TCP port (default 8000, 0 = any free port)"),
+        "max_body_bytes": Key(_int_range(1), "largest request body accepted (default 1 MiB)"),
+        "shutdown_grace": Key(
+            _positive, "seconds in-flight requests get to finish after SIGTERM (default 25)"
+        ),
+        "max_in_flight": Key(
+            _int_range(1), "default per-module limit of concurrent requests (default 1000)"
+        ),
+        "retry_after": Key(_int_range(1), "seconds sent in Retry-After with a 429 (default 1)"),
+        "busy_error_codes": Key(
+            _busy_codes, "adapter error codes answered with 429 (default throttled, ...)"
+        ),
+        "default_platform": Key(
+            _string_or_empty, "platform used when the request has none (default 'unknown')"
+        ),
+    }
+)
+"""Keys of the ``[server]`` table."""
+
+AWS_KEYS: Mapping[str, Key] = MappingProxyType(
+    {
+        "region": Key(_string, "AWS region of the functions", "region"),
+        "function_prefix": Key(_string_or_empty, "glued to bare function names", "function_prefix"),
+        "endpoint_url": Key(_url, "another Lambda API endpoint", "endpoint_url"),
+        "invocation_type": Key(
+            _one_of(*INVOCATION_TYPES), "RequestResponse, Event or DryRun", "invocation_type"
+        ),
+        "connect_timeout": Key(_positive, "seconds per connection attempt", "connect_timeout"),
+        "read_timeout": Key(_positive, "seconds to wait for the function", "read_timeout"),
+        "total_timeout": Key(_positive, "overall deadline of one request", "total_timeout"),
+        "max_retries": Key(_int_range(0, 100), "retries after the first attempt", "max_retries"),
+        "initial_retry_delay": Key(_positive, "first backoff cap (seconds)", "initial_retry_delay"),
+        "max_retry_delay": Key(_positive, "largest backoff cap (seconds)", "max_retry_delay"),
+        "retry_on_timeout": Key(_boolean, "retry after a read timeout", "retry_on_timeout"),
+        "max_connections": Key(_int_range(1), "HTTP connection pool size", "max_connections"),
+        "log_type": Key(_one_of(*LOG_TYPES), "'Tail' to receive the log tail", "log_type"),
+        "profile": Key(_string, "AWS shared-config profile", "profile_name"),
+        "aws_access_key_id": Key(_string, "prefer the environment", "aws_access_key_id"),
+        "aws_secret_access_key": Key(_string, "prefer the environment", "aws_secret_access_key"),
+        "aws_session_token": Key(_string, "prefer the environment", "aws_session_token"),
+        "adapter": Key(_table, "extra LambdaAdapter keyword arguments"),
+    }
+)
+"""Keys of the ``[aws]`` table; each may also be set per module."""
+
+MODULE_KEYS: Mapping[str, Key] = MappingProxyType(
+    {
+        "name": Key(_string, "the WaddleBot module name (required)"),
+        "function": Key(_string, "function name, name:qualifier or ARN (default: name)"),
+        "qualifier": Key(_string, "version or alias", "qualifier"),
+        "commands": Key(_commands, "the router commands this module answers"),
+        "required_scopes": Key(_string_list, "scopes the module needs", "required_scopes"),
+        "version": Key(_string, "module version (default 1.0.0)", "module_version"),
+        "max_in_flight": Key(_int_range(1), "concurrent requests before 429"),
+        **AWS_KEYS,
+    }
+)
+"""Keys of each ``[[modules]]`` entry (the ``[aws]`` keys act as per-module overrides)."""
+
+# LambdaAdapter parameters the loader sets itself: not allowed in an `adapter` table.
+_MANAGED_PARAMS = frozenset(
+    {"function_identifier", "module_name"}
+    | {k.adapter_param for k in MODULE_KEYS.values() if k.adapter_param}
+)
+# Values never repeated in an error message.
+_SECRET_KEYS = frozenset({"aws_access_key_id", "aws_secret_access_key", "aws_session_token"})
+# Parameters that only take Python objects and would make no sense from a file.
+_OBJECT_PARAMS = frozenset({"client", "invoker", "pool", "clock", "rng"})
+
+
+# -- the result -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleSpec:
+    """One module, ready to become a LambdaAdapter.
+
+    Attributes:
+        name: the module name (``/modules/{name}/api/v1/execute``).
+        commands: the router commands it answers, as written in the file.
+        max_in_flight: concurrent requests before the server answers 429.
+        adapter_kwargs: every LambdaAdapter keyword argument (defaults, overrides, env applied).
+        where: the file and entry (``modules.toml: modules[0] (dice)``) for error messages.
+    """
+
+    name: str
+    commands: tuple[str, ...]
+    max_in_flight: int
+    adapter_kwargs: Mapping[str, Any] = field(repr=False)
+    where: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """The whole validated configuration. The service key is kept out of ``repr``."""
+
+    modules: tuple[ModuleSpec, ...]
+    service_api_key: str | None = field(default=None, repr=False)
+    host: str = "0.0.0.0"
+    port: int = 8000
+    max_body_bytes: int = 1024 * 1024
+    shutdown_grace: float = 25.0
+    retry_after: int = 1
+    busy_error_codes: frozenset[str] = frozenset(DEFAULT_BUSY_ERROR_CODES)
+    default_platform: str = "unknown"
+    source: str = "<config>"
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+
+def _unknown(where: str, key: str, known: Mapping[str, Key]) -> ServerConfigError:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ServerConfigError(
+        f"{where}{key}: unknown key{hint}; known keys: {', '.join(sorted(known))}"
+    )
+
+
+def _check_table(
+    source: str, prefix: str, table: Mapping[str, Any], known: Mapping[str, Key]
+) -> None:
+    for key, value in table.items():
+        spec = known.get(key)
+        if spec is None:
+            raise _unknown(f"{source}: {prefix}", key, known)
+        problem = spec.check(value)
+        if problem is not None:
+            shown = "<hidden>" if key in _SECRET_KEYS else repr(value)
+            raise ServerConfigError(f"{source}: {prefix}{key} = {shown} is invalid: {problem}")
+
+
+def _check_adapter_table(source: str, prefix: str, table: Mapping[str, Any]) -> None:
+    params = inspect.signature(LambdaAdapter.__init__).parameters
+    for key in table:
+        if key in _MANAGED_PARAMS:
+            plain = next(
+                (k for k, s in MODULE_KEYS.items() if s.adapter_param == key), "name/function"
+            )
+            raise ServerConfigError(
+                f"{source}: {prefix}adapter.{key}: set it as the key {plain!r} instead"
+            )
+        if key in _OBJECT_PARAMS:
+            raise ServerConfigError(
+                f"{source}: {prefix}adapter.{key}: takes a Python object and cannot come from "
+                "a file; build the server in Python (ModuleServer(..., adapters=...)) instead"
+            )
+        if key not in params:
+            close = difflib.get_close_matches(key, list(params), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ServerConfigError(
+                f"{source}: {prefix}adapter.{key}: LambdaAdapter has no parameter {key!r}{hint}"
+            )
+
+
+def _env_overrides(env: Mapping[str, str], aws: dict[str, Any]) -> None:
+    """Apply the environment to the ``[aws]`` defaults, in place."""
+    region = env.get("AWS_REGION")
+    if region:
+        aws["region"] = region
+    elif "region" not in aws and env.get("AWS_DEFAULT_REGION"):
+        aws["region"] = env["AWS_DEFAULT_REGION"]
+    if "LAMBDA_FUNCTION_PREFIX" in env:
+        aws["function_prefix"] = env["LAMBDA_FUNCTION_PREFIX"]
+    endpoint = env.get("AWS_ENDPOINT_URL_LAMBDA") or env.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        aws["endpoint_url"] = endpoint
+    if env.get("AWS_PROFILE"):
+        aws["profile"] = env["AWS_PROFILE"]
+
+
+def _adapter_kwargs(
+    name: str, function: str, settings: Mapping[str, Any], adapter: Mapping[str, Any]
+) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"function_identifier": function, "module_name": name}
+    for key, value in settings.items():
+        param = MODULE_KEYS[key].adapter_param
+        if param is None:
+            continue
+        if param == "function_prefix" and value == "":
+            value = None
+        kwargs[param] = value
+    kwargs.update(adapter)
+    return kwargs
+
+
+def build_adapter(spec: ModuleSpec, **extra: Any) -> LambdaAdapter:
+    """Build the LambdaAdapter of ``spec``; an invalid value raises ServerConfigError.
+
+    ``extra`` keyword arguments (a ``pool``, ``clock``...) are added for Python callers.
+    """
+    try:
+        return LambdaAdapter(**{**spec.adapter_kwargs, **extra})
+    except ConfigurationError as exc:
+        raise ServerConfigError(f"{spec.where}: {exc.message}") from exc
+    except (TypeError, ValueError) as exc:
+        raise ServerConfigError(f"{spec.where}: {exc}") from exc
+
+
+def parse_config(
+    data: Mapping[str, Any],
+    *,
+    source: str = "<config>",
+    env: Mapping[str, str] | None = None,
+) -> ServerConfig:
+    """Validate a decoded TOML document and apply the environment.
+
+    Every module's LambdaAdapter is built once (no network call) so that any value only the
+    adapter can judge fails here, at start, rather than on the first request.
+
+    Raises:
+        ServerConfigError: naming ``source``, the key and the problem.
+    """
+    env = os.environ if env is None else env
+    top_keys = {"service_api_key", "server", "aws", "modules"}
+    for key in data:
+        if key not in top_keys:
+            raise _unknown(f"{source}: ", key, dict.fromkeys(top_keys, Key(_string, "")))
+
+    api_key = data.get("service_api_key")
+    if api_key is not None and (not isinstance(api_key, str) or not api_key):
+        raise ServerConfigError(f"{source}: service_api_key is invalid: use a non-empty string")
+    if env.get("SERVICE_API_KEY"):
+        api_key = env["SERVICE_API_KEY"]
+
+    server = data.get("server", {})
+    if not isinstance(server, dict):
+        raise ServerConfigError(f"{source}: server must be a table: write [server]")
+    _check_table(source, "server.", server, SERVER_KEYS)
+
+    aws = dict(data.get("aws", {})) if isinstance(data.get("aws", {}), dict) else None
+    if aws is None:
+        raise ServerConfigError(f"{source}: aws must be a table: write [aws]")
+    _check_table(source, "aws.", aws, AWS_KEYS)
+    _env_overrides(env, aws)
+    _check_table(source, "aws.", aws, AWS_KEYS)  # the environment's values too
+    aws_adapter = aws.pop("adapter", {})
+    _check_adapter_table(source, "aws.", aws_adapter)
+
+    modules = data.get("modules")
+    if modules is None:
+        raise ServerConfigError(
+            f"{source}: modules is missing: add at least one [[modules]] entry with name, "
+            "function and commands"
+        )
+    if (
+        not isinstance(modules, list)
+        or not modules
+        or not all(isinstance(m, dict) for m in modules)
+    ):
+        raise ServerConfigError(
+            f"{source}: modules is invalid: write one or more [[modules]] tables"
+        )
+
+    default_in_flight = server.get("max_in_flight", 1000)
+    specs: list[ModuleSpec] = []
+    names: dict[str, str] = {}
+    commands: dict[str, str] = {}
+    for index, entry in enumerate(modules):
+        prefix = f"modules[{index}]."
+        _check_table(source, prefix, entry, MODULE_KEYS)
+        name = entry.get("name")
+        if name is None:
+            raise ServerConfigError(f"{source}: {prefix}name is missing: every module needs one")
+        if not MODULE_NAME_PATTERN.fullmatch(name):
+            raise ServerConfigError(
+                f"{source}: {prefix}name = {name!r} is invalid: use letters, digits, '_' or '-'"
+            )
+        where = f"{source}: modules[{index}] ({name})"
+        if name in names:
+            raise ServerConfigError(f"{where}: name {name!r} is already used by {names[name]}")
+        names[name] = f"modules[{index}]"
+        module_commands = tuple(entry.get("commands", ()))
+        for command in module_commands:
+            folded = command.casefold()
+            if folded in commands:
+                raise ServerConfigError(
+                    f"{where}: commands: {command!r} is already answered by module "
+                    f"{commands[folded]!r}; each command goes to one module"
+                )
+            commands[folded] = name
+        if "region" not in aws and "region" not in entry:
+            raise ServerConfigError(
+                f'{source}: aws.region is missing: set [aws] region = "us-east-1" (or the '
+                f"AWS_REGION environment variable), or region in {prefix[:-1]}"
+            )
+        settings = dict(aws)
+        settings.update({k: v for k, v in entry.items() if k != "adapter"})
+        adapter_table = entry.get("adapter", {})
+        _check_adapter_table(source, prefix, adapter_table)
+        kwargs = _adapter_kwargs(
+            name, entry.get("function", name), settings, {**aws_adapter, **adapter_table}
+        )
+        spec = ModuleSpec(
+            name=name,
+            commands=module_commands,
+            max_in_flight=entry.get("max_in_flight", default_in_flight),
+            adapter_kwargs=MappingProxyType(kwargs),
+            where=where,
+        )
+        build_adapter(spec)  # validate now: the constructor makes no network call
+        specs.append(spec)
+
+    busy = server.get("busy_error_codes", DEFAULT_BUSY_ERROR_CODES)
+    return ServerConfig(
+        modules=tuple(specs),
+        service_api_key=api_key,
+        host=server.get("host", "0.0.0.0"),
+        port=server.get("port", 8000),
+        max_body_bytes=server.get("max_body_bytes", 1024 * 1024),
+        shutdown_grace=float(server.get("shutdown_grace", 25.0)),
+        retry_after=server.get("retry_after", 1),
+        busy_error_codes=frozenset(busy),
+        default_platform=server.get("default_platform", "unknown"),
+        source=source,
+    )
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> ServerConfig:
+    """Read and validate a TOML configuration file (see ``docs/server.md``).
+
+    Raises:
+        ServerConfigError: the file is missing, not TOML, or a key is invalid; the message
+            names the file, the key and the problem.
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ServerConfigError(f"{source}: no such file: pass --config PATH") from None
+    except OSError as exc:
+        raise ServerConfigError(f"{source}: cannot be read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ServerConfigError(f"{source}: is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ServerConfigError(f"{source}: is not valid TOML: {exc}") from None
+    return parse_config(data, source=source, env=env)
