@@ -7,12 +7,13 @@ This module is configuration and wiring; the logic lives in :mod:`module_sdk.aws
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
 import random
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from module_sdk._models import ExecuteRequest, ExecuteResponse
 from module_sdk.adapters.base_adapter import BaseAdapter
@@ -28,6 +29,7 @@ from module_sdk.errors import (
     ModuleSDKError,
     RequestError,
 )
+from module_sdk.observability.health import HealthWindow
 from module_sdk.resilience.clock import Clock, SystemClock
 from module_sdk.resilience.deadletter import (
     DeadLetterRecorder,
@@ -41,7 +43,14 @@ from module_sdk.resilience.pipeline import (
     Policy,
     compose,
 )
+from module_sdk.resilience.policies import build_policies
 from module_sdk.resilience.retry import RetryBudget, RetryPolicy
+
+if TYPE_CHECKING:
+    from module_sdk.resilience.breaker import CircuitBreakerConfig
+    from module_sdk.resilience.cache import ResponseCacheConfig
+    from module_sdk.resilience.ratelimit import RateLimit
+    from module_sdk.resilience.state import StateBackend
 
 __all__ = ["INVOCATION_TYPES", "LOG_TYPES", "LambdaAdapter"]
 
@@ -114,7 +123,14 @@ class LambdaAdapter(BaseAdapter):
         max_connections: the HTTP connection pool size of the shared client.
         policies: extra pipeline policies, outermost first, placed around the retry loop.
         observers: objects told about every call, attempt, retry and outcome.
-        retry_budget: caps the share of load that retries may add.
+        retry_budget: caps the share of load that retries may add
+            (``StandardRetryBudget()``: botocore's standard-mode quota).
+        circuit_breaker: a ``CircuitBreakerConfig`` (or True for its defaults) to stop
+            calling a failing function; None (default) for no breaker.
+        rate_limit: a ``RateLimit`` (adapter-wide and/or per user and community buckets).
+        cache: a ``ResponseCacheConfig`` naming the commands whose replies are cached.
+        state: where breaker, rate-limit and cache state live: None (this process) or a
+            ``RedisState`` shared by many processes (``docs/resilience.md``).
         dead_letter: where requests that finally fail are kept (``docs/dead-letter.md``): a
             SQLite file path (a sink the adapter owns and closes) or any ``DeadLetterSink``
             such as ``SQSDeadLetterSink``. Event calls are always dead-lettered then.
@@ -152,6 +168,10 @@ class LambdaAdapter(BaseAdapter):
         policies: Sequence[Policy] = (),
         observers: Sequence[InvocationObserver] = (),
         retry_budget: RetryBudget | None = None,
+        circuit_breaker: CircuitBreakerConfig | bool | None = None,
+        rate_limit: RateLimit | None = None,
+        cache: ResponseCacheConfig | None = None,
+        state: StateBackend | None = None,
         dead_letter: DeadLetterSink | str | os.PathLike[str] | None = None,
         dead_letter_sync: bool = False,
         client: Any = None,
@@ -267,7 +287,8 @@ class LambdaAdapter(BaseAdapter):
                 ),
                 pool=pool,
             )
-        self._observers: tuple[InvocationObserver, ...] = tuple(observers)
+        self.health_window = HealthWindow(self._clock)
+        self._observers: tuple[InvocationObserver, ...] = (self.health_window, *observers)
         self._retry = RetryPolicy(
             max_retries=max_retries,
             initial_delay=self.initial_retry_delay,
@@ -278,7 +299,21 @@ class LambdaAdapter(BaseAdapter):
             budget=retry_budget,
             observers=self._observers,
         )
-        self._policies: tuple[Policy, ...] = (*policies, self._retry)
+        # rate limit -> cache -> breaker -> retry: see module_sdk.resilience.policies.
+        self._builtin = build_policies(
+            circuit_breaker=circuit_breaker,
+            rate_limit=rate_limit,
+            cache=cache,
+            state=state,
+            target=self.target,
+            region=self.invoke_region,
+            module_name=self.module_name,
+            invocation_type=invocation_type,
+            clock=self._clock,
+        )
+        if self._builtin.breaker is not None:
+            self.health_window.circuit_state = self._builtin.breaker.state_name
+        self._policies: tuple[Policy, ...] = (*policies, *self._builtin.ordered, self._retry)
         self._handler: Handler = compose(self._policies, self._attempt)
         logger.info(
             "LambdaAdapter initialized for module '%s' with function '%s' in region '%s'",
@@ -436,6 +471,12 @@ class LambdaAdapter(BaseAdapter):
             response = self._failure(
                 ModuleSDKError(f"unexpected error: {type(exc).__name__}: {exc}"), invocation
             )
+        except asyncio.CancelledError:  # observers still see the call end (spans, gauges)
+            cancelled = ExecuteResponse(
+                success=False, error="the call was cancelled", error_code="cancelled"
+            )
+            self._notify("on_finish", invocation, cancelled, self._clock.monotonic() - started)
+            raise
         if dead_letter and self._dead_letter is not None:
             await self._dead_letter.record(invocation, response)
         self._record_health(response)
@@ -451,6 +492,8 @@ class LambdaAdapter(BaseAdapter):
     def _record_health(self, response: ExecuteResponse) -> None:
         if response.error_code in _NOT_COUNTED:
             return
+        if response.data and response.data.get("cache_hit") is True:
+            return  # a cached reply says nothing about the path to the function
         now = self._clock.utcnow()
         if response.success or response.error_code in _HEALTHY_FAILURES:
             self.health.record_success(now)
@@ -462,6 +505,11 @@ class LambdaAdapter(BaseAdapter):
         await self._invoker.aclose()
         if self._dead_letter is not None:
             await self._dead_letter.aclose()
+
+    def get_health_status(self) -> dict[str, Any]:
+        """The seed's seven health keys, then latency percentiles, the last error, throttle
+        and retry counts, calls in flight and the breaker state (see docs/observability.md)."""
+        return {**super().get_health_status(), **self.health_window.get_status()}
 
     def get_module_info(self) -> dict[str, Any]:
         """WaddleBot's module info plus the Lambda settings and health."""
