@@ -345,7 +345,7 @@ def test_service_api_key_comes_from_the_environment() -> None:
 
 def test_an_invalid_environment_value_is_named() -> None:
     """A bad AWS_ENDPOINT_URL fails at start like a bad file value."""
-    with pytest.raises(ServerConfigError, match="aws.endpoint_url = 'nope' is invalid"):
+    with pytest.raises(ServerConfigError, match=r"aws\.endpoint_url = 'nope' is invalid"):
         parse_config(config(), env={"AWS_ENDPOINT_URL": "nope"})
 
 
