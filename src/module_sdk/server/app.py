@@ -6,6 +6,7 @@ Routes::
     POST /modules/{name}/api/v1/execute   the module is picked by name (its own module_url)
     GET  /api/v1/modules                  each module's info and commands
     GET  /health                          200 when every module is healthy, else 503 (no key)
+    GET  /metrics                         Prometheus exposition (needs the prometheus extra)
 
 Status codes: 200 with the ExecuteResponse (also for the function's own failures, which the
 router shows as the module's answer); 400 malformed JSON or fields; 401 missing or wrong
@@ -59,6 +60,24 @@ def _error(
     return web.Response(status=status, text=_dumps(body), content_type=_JSON, headers=headers)
 
 
+def _metrics_setting(metrics: Any) -> Any:
+    """None/True: a PrometheusMetrics if prometheus-client is installed; False: none."""
+    if metrics is False:
+        return None
+    if metrics is not None and metrics is not True:
+        return metrics
+    try:
+        from module_sdk.observability.prometheus import server_metrics
+    except ImportError:
+        if metrics is True:
+            raise ConfigurationError(
+                "metrics=True needs prometheus-client: pip install "
+                "'waddlebot-module-sdk[prometheus]'"
+            ) from None
+        return None
+    return server_metrics()
+
+
 class BadRequest(Exception):
     """The request body cannot be turned into an ExecuteRequest (answered with 400)."""
 
@@ -106,6 +125,9 @@ class ModuleServer:
         insecure_no_auth: serve without a service key (refused otherwise when none is set).
         adapters: prebuilt adapters by module name (for Python callers and tests); modules
             not listed get a LambdaAdapter built from their configuration.
+        metrics: the ``PrometheusMetrics`` served at ``GET /metrics``; by default one on a
+            private registry when prometheus-client is installed; False turns it off.
+            Prebuilt ``adapters`` are counted only if built with ``observers=[metrics]``.
 
     Raises:
         ConfigurationError: no service key and ``insecure_no_auth`` is False.
@@ -119,6 +141,7 @@ class ModuleServer:
         port: int | None = None,
         insecure_no_auth: bool = False,
         adapters: Mapping[str, BaseAdapter] | None = None,
+        metrics: Any = None,
     ) -> None:
         key = config.service_api_key
         if not key and not insecure_no_auth:
@@ -136,8 +159,12 @@ class ModuleServer:
         given = dict(adapters or {})
         self._modules: dict[str, _Module] = {}
         self._by_command: dict[str, _Module] = {}
+        self.metrics = _metrics_setting(metrics)
+        observers = () if self.metrics is None else (self.metrics,)
         for spec in config.modules:
-            adapter = given.pop(spec.name, None) or build_adapter(spec)
+            adapter = given.pop(spec.name, None) or build_adapter(spec, observers=observers)
+            if self.metrics is not None:
+                self.metrics.watch(adapter)
             module = _Module(spec.name, adapter, spec.commands, spec.max_in_flight)
             self._modules[spec.name] = module
             for command in spec.commands:
@@ -165,8 +192,14 @@ class ModuleServer:
         app.router.add_post("/modules/{name}/api/v1/execute", self._execute_by_name)
         app.router.add_get("/api/v1/modules", self._list_modules)
         app.router.add_get("/health", self._health)
+        app.router.add_get("/metrics", self._metrics)
         app.on_cleanup.append(self._close_adapters)
         return app
+
+    @property
+    def draining(self) -> bool:
+        """True once shutdown began (the listener is closed; in-flight requests finish)."""
+        return self._draining
 
     @property
     def modules(self) -> Mapping[str, BaseAdapter]:
@@ -447,3 +480,17 @@ class ModuleServer:
             text=_dumps({"status": state, "modules": modules}),
             content_type=_JSON,
         )
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        if self.metrics is None:
+            return _error(
+                404,
+                "not_found",
+                "metrics are off: install the prometheus extra "
+                "(pip install 'waddlebot-module-sdk[prometheus]')",
+            )
+        from module_sdk.observability.prometheus import render_metrics
+
+        await self.metrics.refresh()
+        body, content_type = render_metrics(self.metrics.registry, request.headers.get("Accept"))
+        return web.Response(body=body, headers={"Content-Type": content_type})
