@@ -17,7 +17,7 @@ from typing import Any
 
 from module_sdk.aws_lambda.invoker import InvocationResult, InvokeCall
 
-__all__ = ["FakeClock", "HandlerInvoker", "Reply", "ScriptedLambdaServer"]
+__all__ = ["FakeClock", "HandlerInvoker", "RedisServer", "Reply", "ScriptedLambdaServer"]
 
 
 class FakeClock:
@@ -268,7 +268,13 @@ class ScriptedLambdaServer:
 
         app = web.Application(client_max_size=8 * 1024 * 1024)
         app.router.add_post("/2015-03-31/functions/{name}/invocations", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            handler_cancellation=True,  # a client that gives up cancels its slow reply
+            shutdown_timeout=0.5,
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -280,3 +286,90 @@ class ScriptedLambdaServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+# -- a real Redis server ----------------------------------------------------------------------
+
+
+class RedisServer:
+    """Runs a real ``redis-server`` on 127.0.0.1 and a free port, with a temporary directory.
+
+    Nothing is persisted (no RDB snapshots, no AOF). Use as a context manager, or call
+    :meth:`start` / :meth:`stop`; ``url`` is set once it answers PING::
+
+        with RedisServer() as server:
+            state = RedisState(server.url)
+
+    Raises:
+        FileNotFoundError: ``redis-server`` is not installed (``apt-get install redis-server``;
+            ``make test`` installs it when missing).
+    """
+
+    def __init__(self, executable: str = "redis-server", *, start_timeout: float = 10.0) -> None:
+        self.executable = executable
+        self.start_timeout = start_timeout
+        self.port = 0
+        self.url = ""
+        self._process: Any = None
+        self._tmp: Any = None
+
+    def start(self) -> RedisServer:
+        """Start the server (a few tries if another process takes the free port first)."""
+        import shutil
+        import socket
+        import subprocess
+        import tempfile
+        import time
+
+        binary = shutil.which(self.executable)
+        if binary is None:
+            raise FileNotFoundError(
+                f"{self.executable!r} was not found: install it with `apt-get install "
+                "redis-server` (`make test` does this when it is missing)"
+            )
+        self._tmp = tempfile.TemporaryDirectory(prefix="redis-test-")
+        for _ in range(5):
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", self._tmp.name]
+            args += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
+            args += ["--protected-mode", "yes", "--loglevel", "warning"]
+            process = subprocess.Popen(  # noqa: S603 - a fixed local binary and arguments
+                args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            deadline = time.monotonic() + self.start_timeout
+            while time.monotonic() < deadline and process.poll() is None:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
+                        conn.sendall(b"PING\r\n")
+                        if conn.recv(16).startswith(b"+PONG"):
+                            self._process, self.port = process, port
+                            self.url = f"redis://127.0.0.1:{port}/0"
+                            return self
+                except OSError:
+                    time.sleep(0.02)
+            process.kill()
+            process.wait()
+        self._tmp.cleanup()
+        raise RuntimeError("redis-server did not start on a free port after 5 tries")
+
+    def stop(self) -> None:
+        """Stop the server and remove its directory."""
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=5)
+            except Exception:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

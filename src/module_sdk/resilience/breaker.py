@@ -1,0 +1,446 @@
+"""The circuit breaker: stop calling a function that keeps failing, then probe it.
+
+::
+
+    CLOSED --(failure rate >= threshold over the last `window_size` calls, once at least
+    |         `minimum_calls` were seen; or `consecutive_failures` in a row)--> OPEN
+    OPEN   --(`open_duration` seconds later)--> HALF_OPEN
+    HALF_OPEN: at most `half_open_max_calls` trial calls at a time;
+               a trial fails -> OPEN again; `half_open_max_calls` trials succeed -> CLOSED
+
+While OPEN, a call is refused at once with ``error_code="circuit_open"`` and no network call.
+One breaker exists per function (region, name, qualifier): every adapter of that function in
+the process (or, with Redis state, in every process) shares it.
+
+What counts as a failure is an ``error_code`` in ``failure_codes``: by default the outage kinds
+(throttling, timeouts, connection and service errors, an exhausted deadline or retry budget).
+The function's own errors (``function_error``) and business answers (``module_error``) are
+answers, so they count as successes unless you add their codes. Refusals made before any
+network call (bad request, rate limit) are not counted at all.
+
+The same state machine runs in :class:`BreakerState` (in-process) and in the Redis Lua
+scripts (:mod:`module_sdk.resilience.redis_state`); the tests run both through one suite.
+Why hand-written: purgatory (async, Redis-shared) counts consecutive failures only, with no
+failure-rate window and no injectable clock; aiobreaker is unmaintained.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol
+
+from module_sdk.errors import ConfigurationError, ErrorCode, ModuleSDKError, PolicyRejection
+
+if TYPE_CHECKING:
+    from module_sdk._models import ExecuteResponse
+    from module_sdk.aws_lambda.naming import FunctionTarget
+    from module_sdk.resilience.clock import Clock
+    from module_sdk.resilience.pipeline import Handler, Invocation
+    from module_sdk.resilience.state import StateBackend
+
+__all__ = [
+    "DEFAULT_FAILURE_CODES",
+    "BreakerState",
+    "BreakerStore",
+    "CircuitBreakerConfig",
+    "CircuitBreakerPolicy",
+    "CircuitState",
+    "MemoryBreakerStore",
+    "Outcome",
+    "Permit",
+    "breaker_key",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class CircuitState(StrEnum):
+    """The breaker's states (the values appear in ``get_health_status()["circuit_state"]``)."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class Outcome(StrEnum):
+    """How one call is counted."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    IGNORED = "ignored"
+
+
+DEFAULT_FAILURE_CODES: frozenset[str] = frozenset(
+    code.value
+    for code in (
+        ErrorCode.THROTTLED,
+        ErrorCode.TIMEOUT,
+        ErrorCode.CONNECTION,
+        ErrorCode.SERVICE_ERROR,
+        ErrorCode.DEADLINE_EXCEEDED,
+        ErrorCode.RETRY_BUDGET_EXHAUSTED,
+    )
+)
+"""Error codes that count as failures unless ``failure_codes`` says otherwise."""
+
+# Refusals made before any call reached the function: neither success nor failure.
+_NEVER_COUNTED: frozenset[str] = frozenset(
+    code.value
+    for code in (
+        ErrorCode.INVALID_REQUEST,
+        ErrorCode.PAYLOAD_TOO_LARGE,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.CIRCUIT_OPEN,
+    )
+)
+_KNOWN_CODES = frozenset(code.value for code in ErrorCode)
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitBreakerConfig:
+    """Circuit-breaker settings for ``LambdaAdapter(circuit_breaker=...)``.
+
+    Args:
+        failure_rate_threshold: open when this share (0-1] of the last ``window_size`` calls
+            failed, once at least ``minimum_calls`` were made.
+        window_size: how many recent calls the failure rate is computed over.
+        minimum_calls: calls needed in the window before the rate is judged.
+        consecutive_failures: also open after this many failures in a row (None: rate only).
+        open_duration: seconds to stay open before trial calls are let through.
+        half_open_max_calls: trial calls allowed at a time; this many successes close it.
+        failure_codes: the ``error_code`` values that count as failures (add
+            ``"function_error"`` or ``"module_error"`` to trip on the function's answers).
+    """
+
+    failure_rate_threshold: float = 0.5
+    window_size: int = 20
+    minimum_calls: int = 10
+    consecutive_failures: int | None = 5
+    open_duration: float = 30.0
+    half_open_max_calls: int = 1
+    failure_codes: frozenset[str] = field(default=DEFAULT_FAILURE_CODES)
+
+    def __post_init__(self) -> None:
+        rate = self.failure_rate_threshold
+        if not isinstance(rate, int | float) or isinstance(rate, bool) or not 0 < rate <= 1:
+            raise ConfigurationError(
+                f"CircuitBreakerConfig(failure_rate_threshold={rate!r}) is invalid: "
+                "use a number in (0, 1], such as 0.5 for 50 %"
+            )
+        for name in ("window_size", "minimum_calls", "half_open_max_calls"):
+            _positive_int(name, getattr(self, name))
+        if self.consecutive_failures is not None:
+            _positive_int("consecutive_failures", self.consecutive_failures)
+        if self.minimum_calls > self.window_size:
+            raise ConfigurationError(
+                f"CircuitBreakerConfig(minimum_calls={self.minimum_calls}) is larger than "
+                f"window_size={self.window_size}: the rate could never be judged"
+            )
+        duration = self.open_duration
+        if (
+            not isinstance(duration, int | float)
+            or isinstance(duration, bool)
+            or not math.isfinite(duration)
+            or duration <= 0
+        ):
+            raise ConfigurationError(
+                f"CircuitBreakerConfig(open_duration={duration!r}) is invalid: "
+                "use a finite number of seconds > 0"
+            )
+        codes: object = self.failure_codes
+        if isinstance(codes, str) or not isinstance(codes, Collection):
+            raise ConfigurationError(
+                "CircuitBreakerConfig(failure_codes=...) must be a set of error codes"
+            )
+        unknown = sorted(str(c) for c in codes if c not in _KNOWN_CODES)
+        if unknown:
+            raise ConfigurationError(
+                f"CircuitBreakerConfig(failure_codes=...) has unknown codes {unknown}: "
+                f"use values of module_sdk.ErrorCode ({', '.join(sorted(_KNOWN_CODES))})"
+            )
+        object.__setattr__(self, "failure_codes", frozenset(str(c) for c in codes))
+
+    def classify(self, error_code: str | None, attempts: int) -> Outcome:
+        """Count a finished call: success, failure, or not at all."""
+        if error_code is None:
+            return Outcome.SUCCESS
+        if error_code in _NEVER_COUNTED:
+            return Outcome.IGNORED
+        if error_code in self.failure_codes:
+            # The deadline ran out before anything was sent: says nothing of the function.
+            if attempts == 0:
+                return Outcome.IGNORED
+            return Outcome.FAILURE
+        return Outcome.SUCCESS
+
+
+def _positive_int(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigurationError(
+            f"CircuitBreakerConfig({name}={value!r}) is invalid: use an integer >= 1"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Permit:
+    """The breaker's answer before a call."""
+
+    allowed: bool
+    state: CircuitState
+    trial: bool = False
+    """The call is a half-open trial (its result decides the state)."""
+    retry_after: float = 0.0
+    """When refused: seconds until a trial may be let through."""
+
+
+class BreakerState:
+    """One function's breaker in this process (the reference state machine)."""
+
+    __slots__ = (
+        "consecutive",
+        "failures",
+        "in_flight",
+        "last_permit",
+        "opened_at",
+        "state",
+        "trial_successes",
+        "window",
+    )
+
+    def __init__(self) -> None:
+        self.state = CircuitState.CLOSED
+        self.window: deque[bool] = deque()
+        self.failures = 0
+        self.consecutive = 0
+        self.opened_at = 0.0
+        self.in_flight = 0
+        self.trial_successes = 0
+        self.last_permit = 0.0
+
+    def _open(self, now: float) -> None:
+        self.state = CircuitState.OPEN
+        self.opened_at = now
+        self.in_flight = 0
+        self.trial_successes = 0
+        self._reset_window()
+
+    def _reset_window(self) -> None:
+        self.window.clear()
+        self.failures = 0
+        self.consecutive = 0
+
+    def allow(self, config: CircuitBreakerConfig, now: float) -> Permit:
+        """May a call go now? (A half-open trial takes one of the trial slots.)"""
+        if self.state is CircuitState.CLOSED:
+            return Permit(True, CircuitState.CLOSED)
+        if self.state is CircuitState.OPEN:
+            reopen_at = self.opened_at + config.open_duration
+            if now < reopen_at:
+                return Permit(False, CircuitState.OPEN, retry_after=reopen_at - now)
+            self.state = CircuitState.HALF_OPEN
+            self.in_flight = 0
+            self.trial_successes = 0
+        # HALF_OPEN. A trial whose result never came back (a crashed process) frees its slot
+        # after open_duration, so the breaker cannot stay stuck half-open.
+        if self.in_flight and now - self.last_permit >= config.open_duration:
+            self.in_flight = 0
+        if self.in_flight < config.half_open_max_calls:
+            self.in_flight += 1
+            self.last_permit = now
+            return Permit(True, CircuitState.HALF_OPEN, trial=True)
+        retry_after = max(0.0, self.last_permit + config.open_duration - now)
+        return Permit(False, CircuitState.HALF_OPEN, retry_after=retry_after)
+
+    def record(
+        self, config: CircuitBreakerConfig, now: float, outcome: Outcome, trial: bool
+    ) -> CircuitState:
+        """Count a finished call; return the state after it."""
+        if trial:
+            if self.state is not CircuitState.HALF_OPEN:
+                return self.state
+            self.in_flight = max(0, self.in_flight - 1)
+            if outcome is Outcome.FAILURE:
+                self._open(now)
+            elif outcome is Outcome.SUCCESS:
+                self.trial_successes += 1
+                if self.trial_successes >= config.half_open_max_calls:
+                    self.state = CircuitState.CLOSED
+                    self.in_flight = 0
+                    self._reset_window()
+            return self.state
+        if self.state is not CircuitState.CLOSED or outcome is Outcome.IGNORED:
+            return self.state  # a call let through before the breaker opened: too late
+        failed = outcome is Outcome.FAILURE
+        self.window.append(failed)
+        self.failures += failed
+        if len(self.window) > config.window_size:
+            self.failures -= self.window.popleft()
+        self.consecutive = self.consecutive + 1 if failed else 0
+        if failed and (
+            (
+                config.consecutive_failures is not None
+                and self.consecutive >= config.consecutive_failures
+            )
+            or (
+                len(self.window) >= config.minimum_calls
+                and self.failures >= config.failure_rate_threshold * len(self.window)
+            )
+        ):
+            self._open(now)
+        return self.state
+
+
+class BreakerStore(Protocol):
+    """Where breaker state lives (this process, or Redis)."""
+
+    async def allow(self, key: str, config: CircuitBreakerConfig, now: float) -> Permit:
+        """Ask before a call."""
+        ...
+
+    async def record(
+        self, key: str, config: CircuitBreakerConfig, now: float, outcome: Outcome, trial: bool
+    ) -> CircuitState:
+        """Report a finished call."""
+        ...
+
+    async def state(self, key: str) -> CircuitState:
+        """The current state (for inspection)."""
+        ...
+
+
+class MemoryBreakerStore:
+    """The process-wide registry of in-process breakers, one per function key."""
+
+    def __init__(self) -> None:
+        self._breakers: dict[str, BreakerState] = {}
+
+    def get(self, key: str) -> BreakerState:
+        """The breaker for ``key`` (created closed on first use)."""
+        breaker = self._breakers.get(key)
+        if breaker is None:
+            breaker = self._breakers[key] = BreakerState()
+        return breaker
+
+    def reset(self, key: str | None = None) -> None:
+        """Forget one breaker (or all): they start closed again."""
+        if key is None:
+            self._breakers.clear()
+        else:
+            self._breakers.pop(key, None)
+
+    async def allow(self, key: str, config: CircuitBreakerConfig, now: float) -> Permit:
+        """Ask before a call."""
+        return self.get(key).allow(config, now)
+
+    async def record(
+        self, key: str, config: CircuitBreakerConfig, now: float, outcome: Outcome, trial: bool
+    ) -> CircuitState:
+        """Report a finished call."""
+        return self.get(key).record(config, now, outcome, trial)
+
+    async def state(self, key: str) -> CircuitState:
+        """The current state."""
+        return self.get(key).state
+
+
+PROCESS_BREAKERS = MemoryBreakerStore()
+"""The in-process breaker registry shared by every adapter without a ``state=`` backend."""
+
+
+def breaker_key(target: FunctionTarget, region: str) -> str:
+    """``region:function:qualifier``: one breaker per function version."""
+    return f"{region}:{target.function_name}:{target.qualifier or '$LATEST'}"
+
+
+class CircuitBreakerPolicy:
+    """The pipeline step: refuse with ``circuit_open`` or let the call through and count it."""
+
+    def __init__(
+        self,
+        config: CircuitBreakerConfig,
+        *,
+        key: str,
+        clock: Clock,
+        state: StateBackend | None = None,
+    ) -> None:
+        self.config = config
+        self.key = key
+        self.clock = clock
+        self._state = state
+        self._memory: BreakerState | None = None
+        if state is None:
+            self._memory = PROCESS_BREAKERS.get(key)
+            self._store: BreakerStore = PROCESS_BREAKERS
+        else:
+            self._store = state.breaker_store()
+        self._last_seen = CircuitState.CLOSED
+
+    @property
+    def state(self) -> CircuitState:
+        """The state as this process last saw it (exact for in-process state)."""
+        if self._memory is not None:
+            return self._memory.state
+        return self._last_seen
+
+    def state_name(self) -> str:
+        """:attr:`state` as a plain string (``"closed"``, ``"open"``, ``"half_open"``)."""
+        return self.state.value
+
+    def _now(self) -> float:
+        if self._state is None:
+            return self.clock.monotonic()
+        return self._state.now(self.clock)
+
+    async def __call__(self, invocation: Invocation, call_next: Handler) -> ExecuteResponse:
+        """Refuse while open; otherwise call through and record the outcome."""
+        config = self.config
+        memory = self._memory
+        if memory is not None:
+            permit = memory.allow(config, self.clock.monotonic())
+        else:
+            permit = await self._store.allow(self.key, config, self._now())
+            self._last_seen = permit.state
+        if not permit.allowed:
+            raise PolicyRejection(
+                f"circuit breaker for {self.key!r} is {permit.state.value}: not calling the "
+                f"function; next trial call in {permit.retry_after:.1f}s",
+                error_code=ErrorCode.CIRCUIT_OPEN,
+                retry_after=permit.retry_after,
+            )
+        if permit.trial:
+            invocation.extras["circuit_trial"] = True
+        outcome = Outcome.IGNORED
+        try:
+            response = await call_next(invocation)
+            outcome = config.classify(response.error_code, invocation.attempts)
+            return response
+        except ModuleSDKError as exc:
+            outcome = config.classify(exc.error_code.value, invocation.attempts)
+            raise
+        finally:
+            # Cancellation and unexpected errors stay IGNORED (but free a trial slot).
+            if memory is not None:
+                before = memory.state
+                after = memory.record(config, self.clock.monotonic(), outcome, permit.trial)
+                if after is not before:
+                    self._log_change(before, after)
+            elif outcome is not Outcome.IGNORED or permit.trial:
+                before = self._last_seen
+                try:
+                    self._last_seen = await self._store.record(
+                        self.key, config, self._now(), outcome, permit.trial
+                    )
+                except Exception:
+                    logger.warning("circuit breaker %r: recording the outcome failed", self.key)
+                else:
+                    if self._last_seen is not before:
+                        self._log_change(before, self._last_seen)
+
+    def _log_change(self, before: CircuitState, after: CircuitState) -> None:
+        log = logger.warning if after is CircuitState.OPEN else logger.info
+        log("circuit breaker %r: %s -> %s", self.key, before.value, after.value)

@@ -1,0 +1,253 @@
+"""The response cache: answer repeated requests for chosen commands without calling Lambda.
+
+Opt-in per command with a TTL. The key is the function (region, name, qualifier) and the
+Lambda event without its per-request fields (``request_id``, ``timestamp``): the same command
+with the same args from the same user in the same community hits. Only successful replies of
+synchronous (``RequestResponse``) calls are stored. A hit is a fresh object decoded from the
+stored JSON (no mutable object is ever shared between hits) with ``data["cache_hit"] = True``.
+
+In-process entries live in a bounded LRU with a per-entry expiry (cachetools' ``TLRUCache``
+driven by the injected clock); Redis entries expire with their TTL (bound the whole cache
+there with the server's ``maxmemory`` / ``allkeys-lru`` policy).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from cachetools import TLRUCache
+
+from module_sdk._models import ExecuteResponse
+from module_sdk.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from module_sdk.aws_lambda.naming import FunctionTarget
+    from module_sdk.resilience.clock import Clock
+    from module_sdk.resilience.pipeline import Handler, Invocation
+    from module_sdk.resilience.state import StateBackend
+
+__all__ = [
+    "EXCLUDED_FIELDS",
+    "CacheStore",
+    "MemoryCacheStore",
+    "ResponseCacheConfig",
+    "ResponseCachePolicy",
+    "cache_key",
+]
+
+logger = logging.getLogger(__name__)
+
+EXCLUDED_FIELDS = frozenset({"request_id", "timestamp"})
+"""Event fields left out of the cache key (they differ on every request)."""
+
+# Per-invocation details that must not be replayed from the cache.
+_PER_CALL_DATA = ("log_tail", "attempts", "cache_hit")
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseCacheConfig:
+    """Response-cache settings for ``LambdaAdapter(cache=...)``.
+
+    Args:
+        commands: command name -> time to live in seconds; only these commands are cached.
+        max_entries: the in-process LRU's size (least recently used entries go first).
+    """
+
+    commands: Mapping[str, float] = field(default_factory=dict)
+    max_entries: int = 1024
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.commands, Mapping) or not self.commands:
+            raise ConfigurationError(
+                "ResponseCacheConfig(commands=...) must map at least one command name to a "
+                "TTL in seconds, such as {'help': 300}"
+            )
+        for command, ttl in self.commands.items():
+            if not isinstance(command, str) or not command:
+                raise ConfigurationError(
+                    f"ResponseCacheConfig(commands=...) has key {command!r}: use command names"
+                )
+            if (
+                not isinstance(ttl, int | float)
+                or isinstance(ttl, bool)
+                or not math.isfinite(ttl)
+                or ttl <= 0
+            ):
+                raise ConfigurationError(
+                    f"ResponseCacheConfig(commands={{{command!r}: {ttl!r}}}) is invalid: "
+                    "the TTL must be a finite number of seconds > 0"
+                )
+        object.__setattr__(
+            self, "commands", MappingProxyType({c: float(t) for c, t in self.commands.items()})
+        )
+        if (
+            not isinstance(self.max_entries, int)
+            or isinstance(self.max_entries, bool)
+            or self.max_entries < 1
+        ):
+            raise ConfigurationError(
+                f"ResponseCacheConfig(max_entries={self.max_entries!r}) is invalid: "
+                "use an integer >= 1"
+            )
+
+
+def cache_key(target: FunctionTarget, region: str, payload: Mapping[str, Any]) -> str:
+    """A SHA-256 hex key over the function and the event minus its per-request fields."""
+    stable = {k: v for k, v in payload.items() if k not in EXCLUDED_FIELDS}
+    text = json.dumps(
+        [region, target.function_name, target.qualifier, stable],
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
+    )
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def encode_response(response: ExecuteResponse) -> str:
+    """The JSON stored for a reply (per-call details removed)."""
+    record = response.to_dict()
+    data = record.get("data")
+    if isinstance(data, dict) and any(k in data for k in _PER_CALL_DATA):
+        record["data"] = {k: v for k, v in data.items() if k not in _PER_CALL_DATA}
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+
+
+def decode_hit(text: str | bytes) -> ExecuteResponse:
+    """A fresh response from stored JSON, marked as a cache hit."""
+    record = json.loads(text)
+    data = record.get("data") or {}
+    data["cache_hit"] = True
+    return ExecuteResponse(
+        success=bool(record.get("success", True)),
+        message=record.get("message"),
+        data=data,
+        error=record.get("error"),
+        targets=list(record.get("targets") or []),
+        error_code=record.get("error_code"),
+    )
+
+
+class CacheStore(Protocol):
+    """Where cached replies live (this process, or Redis)."""
+
+    async def get(self, key: str, now: float) -> str | bytes | None:
+        """The stored JSON for ``key`` if present and not expired at ``now``."""
+        ...
+
+    async def set(self, key: str, value: str, ttl: float, now: float) -> None:
+        """Store ``value`` for ``ttl`` seconds from ``now``."""
+        ...
+
+
+class MemoryCacheStore:
+    """A bounded in-process LRU whose entries expire on the injected clock."""
+
+    def __init__(self, max_entries: int, clock: Clock) -> None:
+        self._entries: TLRUCache[str, tuple[float, str]] = TLRUCache(
+            maxsize=max_entries, ttu=_expiry, timer=clock.monotonic
+        )
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get_now(self, key: str) -> str | None:
+        """The stored JSON, or None (expired entries are never returned)."""
+        entry = self._entries.get(key)
+        return None if entry is None else entry[1]
+
+    def set_now(self, key: str, value: str, ttl: float, now: float) -> None:
+        """Store ``value`` until ``now + ttl``."""
+        self._entries[key] = (now + ttl, value)
+
+    async def get(self, key: str, now: float) -> str | None:
+        """See :meth:`get_now`."""
+        return self.get_now(key)
+
+    async def set(self, key: str, value: str, ttl: float, now: float) -> None:
+        """See :meth:`set_now`."""
+        self.set_now(key, value, ttl, now)
+
+
+def _expiry(_key: str, value: tuple[float, str], _now: float) -> float:
+    return value[0]
+
+
+class ResponseCachePolicy:
+    """The pipeline step: answer from the cache, or call through and store a success."""
+
+    def __init__(
+        self,
+        config: ResponseCacheConfig,
+        *,
+        target: FunctionTarget,
+        region: str,
+        clock: Clock,
+        state: StateBackend | None = None,
+    ) -> None:
+        self.config = config
+        self.target = target
+        self.region = region
+        self.clock = clock
+        self._state = state
+        self._memory: MemoryCacheStore | None = None
+        if state is None:
+            self._memory = MemoryCacheStore(config.max_entries, clock)
+            self._store: CacheStore = self._memory
+        else:
+            self._store = state.cache_store()
+        self.hits = 0
+        self.misses = 0
+
+    def _now(self) -> float:
+        if self._state is None:
+            return self.clock.monotonic()
+        return self._state.now(self.clock)
+
+    async def __call__(self, invocation: Invocation, call_next: Handler) -> ExecuteResponse:
+        """Serve a hit, or call ``call_next`` and keep a successful reply for its TTL."""
+        ttl = self.config.commands.get(invocation.request.command)
+        if ttl is None or invocation.invocation_type != "RequestResponse":
+            return await call_next(invocation)
+        key = cache_key(self.target, self.region, invocation.payload)
+        memory = self._memory
+        stored = memory.get_now(key) if memory is not None else await self._get(key)
+        if stored is not None:
+            try:
+                response = decode_hit(stored)
+            except (ValueError, TypeError, AttributeError):
+                logger.warning("ignoring an unreadable cache entry for %r", invocation.command)
+            else:
+                self.hits += 1
+                invocation.extras["cache_hit"] = True
+                return response
+        self.misses += 1
+        response = await call_next(invocation)
+        if response.success:
+            try:
+                value = encode_response(response)
+            except (TypeError, ValueError):
+                logger.warning("reply to %r is not JSON-ready: not cached", invocation.command)
+                return response
+            if memory is not None:
+                memory.set_now(key, value, ttl, self.clock.monotonic())
+            else:
+                try:
+                    await self._store.set(key, value, ttl, self._now())
+                except Exception:
+                    logger.warning("storing a reply in the response cache failed")
+        return response
+
+    async def _get(self, key: str) -> str | bytes | None:
+        try:
+            return await self._store.get(key, self._now())
+        except Exception:
+            logger.warning("reading the response cache failed; calling the function")
+            return None
