@@ -10,6 +10,7 @@ from typing import Any, Self
 from module_sdk._health import HealthStatus
 from module_sdk._models import ExecuteRequest, ExecuteResponse
 from module_sdk._module import BaseModule, check_module_name
+from module_sdk.errors import ConfigurationError
 
 __all__ = ["BaseAdapter", "HealthStatus"]
 
@@ -28,14 +29,14 @@ class BaseAdapter(BaseModule):
     ) -> None:
         self.module_name = check_module_name(module_name)
         if not isinstance(module_version, str) or not module_version:
-            raise ValueError(
+            raise ConfigurationError(
                 f"module_version={module_version!r} is invalid: use a non-empty string"
             )
         if required_scopes is not None and (
             not isinstance(required_scopes, list | tuple)
             or not all(isinstance(s, str) for s in required_scopes)
         ):
-            raise ValueError(
+            raise ConfigurationError(
                 f"required_scopes={required_scopes!r} is invalid: use a list of strings"
             )
         self.module_version = module_version

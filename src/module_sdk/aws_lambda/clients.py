@@ -56,6 +56,16 @@ class ClientSettings:
         )
 
 
+_LOADER: Any = None
+
+
+def _shared_loader(session: AioSession) -> Any:
+    global _LOADER
+    if _LOADER is None:
+        _LOADER = session.get_component("data_loader")
+    return _LOADER
+
+
 class _Entry:
     __slots__ = ("client", "context", "ready", "refs")
 
@@ -86,6 +96,9 @@ class ClientPool:
         session = per_loop.get(profile)
         if session is None:
             session = AioSession(profile=profile)
+            # botocore's data loader is synchronous, loop-agnostic and caches the parsed JSON
+            # models: one per process means the models are read from disk once, not per loop.
+            session.register_component("data_loader", _shared_loader(session))
             per_loop[profile] = session
         return session
 

@@ -75,6 +75,13 @@ def validate_request(request: object) -> ExecuteRequest:
         raise RequestError(
             f"ExecuteRequest.metadata must be a dict, not {type(request.metadata).__name__}"
         )
+    try:
+        json.dumps(request.metadata, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise RequestError(
+            f"ExecuteRequest.metadata cannot be encoded as JSON ({exc}): metadata values must "
+            "be strings, numbers, booleans, None, lists or dicts"
+        ) from exc
     if not isinstance(request.scopes, list | tuple) or not all(
         isinstance(s, str) for s in request.scopes
     ):

@@ -157,7 +157,8 @@ def parse_reply(reply: Any) -> ExecuteResponse:
         return ExecuteResponse(
             success=False,
             data={"reply_type": type(reply).__name__},
-            error="the function's reply is not a JSON object: " + _truncate(_text(reply) or ""),
+            error="the function's reply is not a JSON object: "
+            + _truncate("null" if reply is None else (_text(reply) or "")),
             error_code=ErrorCode.INVALID_RESPONSE.value,
         )
     error = _text(reply.get("error"))

@@ -1,0 +1,72 @@
+"""The public names and WaddleBot import paths keep working."""
+
+from __future__ import annotations
+
+import module_sdk
+
+
+def test_waddlebot_import_paths() -> None:
+    """Every WaddleBot import path resolves to the same classes."""
+    from module_sdk import BaseConfig, BaseModule, ExecuteRequest, ExecuteResponse, HealthStatus
+    from module_sdk.adapters import BaseAdapter, LambdaAdapter
+    from module_sdk.adapters.base_adapter import BaseAdapter as BaseAdapter2
+    from module_sdk.adapters.base_adapter import HealthStatus as HealthStatus2
+    from module_sdk.adapters.lambda_adapter import LambdaAdapter as LambdaAdapter2
+
+    assert BaseAdapter is BaseAdapter2
+    assert LambdaAdapter is LambdaAdapter2
+    assert HealthStatus is HealthStatus2
+    assert issubclass(LambdaAdapter, BaseAdapter)
+    assert issubclass(BaseAdapter, BaseModule)
+    assert {BaseConfig, ExecuteRequest, ExecuteResponse} <= {
+        getattr(module_sdk, n) for n in module_sdk.__all__
+    }
+
+
+def test_all_is_exact() -> None:
+    """__all__ lists exactly the public names the package defines."""
+    public = {name for name in dir(module_sdk) if not name.startswith("_")}
+    public -= {
+        "adapters",
+        "aws_lambda",
+        "errors",
+        "resilience",
+        "testing",
+        "cli",
+        "local",
+        "server",
+        "observability",
+    }
+    assert public == set(module_sdk.__all__) - {"__version__"}
+
+
+def test_execute_response_fields() -> None:
+    """ExecuteResponse keeps WaddleBot's five fields, in order, and adds error_code."""
+    from dataclasses import fields
+
+    names = [f.name for f in fields(module_sdk.ExecuteResponse)]
+    assert names == ["success", "message", "data", "error", "targets", "error_code"]
+    response = module_sdk.ExecuteResponse(success=True)
+    assert response.targets == [] and response.error_code is None
+
+
+def test_error_codes_are_stable_strings() -> None:
+    """Error codes compare equal to their documented string values."""
+    from module_sdk.errors import ErrorCode
+
+    assert str(ErrorCode.THROTTLED) == "throttled"
+    assert ErrorCode("throttled") is ErrorCode.THROTTLED
+    expected = {
+        "throttled",
+        "timeout",
+        "connection",
+        "service_error",
+        "function_error",
+        "invalid_response",
+        "not_found",
+        "access_denied",
+        "invalid_request",
+        "payload_too_large",
+        "configuration",
+    }
+    assert expected <= {code.value for code in ErrorCode}
