@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from conftest import FAKE_KEY_ID, FAKE_SECRET, MotoLambda
 from module_sdk.errors import ConfigurationError
 from module_sdk.resilience.deadletter import (
     DEAD_LETTER_CODES,
@@ -27,6 +26,7 @@ from module_sdk.resilience.deadletter import (
     new_entry_id,
     scrub,
 )
+from moto_support import FAKE_KEY_ID, FAKE_SECRET, MotoLambda
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
