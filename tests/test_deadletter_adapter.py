@@ -248,6 +248,53 @@ def test_dead_letter_settings_are_checked(kwargs: dict[str, Any], message: str) 
         LambdaAdapter("dice", "us-east-1", "dice", **kwargs)
 
 
+async def test_open_breaker_and_rate_limit_refusals_are_kept_and_replayed(
+    scripted: ScriptedLambdaServer, tmp_path: Path
+) -> None:
+    """The real breaker and rate limiter: refusals cost no call, are kept, and replay later."""
+    from module_sdk.resilience.breaker import CircuitBreakerConfig
+    from module_sdk.resilience.ratelimit import RateLimit
+
+    sink = SQLiteDeadLetterSink(tmp_path / "d.sqlite3")
+    scripted.script("dice", UNAVAILABLE, UNAVAILABLE)
+    breaker = CircuitBreakerConfig(consecutive_failures=2, minimum_calls=2, window_size=2)
+    async with adapter_for(
+        scripted, invocation_type="Event", max_retries=0, circuit_breaker=breaker, dead_letter=sink
+    ) as adapter:
+        codes = [(await adapter.execute_async(request(f"b{n}"))).error_code for n in range(3)]
+    async with adapter_for(
+        scripted,
+        invocation_type="Event",
+        rate_limit=RateLimit(rate=0.001, burst=1),
+        dead_letter=sink,
+    ) as limited:
+        codes += [(await limited.execute_async(request(f"r{n}"))).error_code for n in range(2)]
+    assert codes == ["service_error", "service_error", "circuit_open", None, "rate_limited"]
+    assert scripted.count() == 3
+    entries = await sink.list()
+    assert [(e.request_id, e.error_code, e.attempts) for e in entries] == [
+        ("b0", "service_error", 1),
+        ("b1", "service_error", 1),
+        ("b2", "circuit_open", 0),
+        ("r1", "rate_limited", 0),
+    ]
+    adapters = replayers(scripted)
+    try:
+        results = await replay_entries(sink, adapters)
+    finally:
+        await adapters.aclose()
+    assert all(r.delivered for r in results)
+    assert scripted.count() == 7
+    assert [json.loads(i["body"])["request_id"] for i in scripted.invocations[3:]] == [
+        "b0",
+        "b1",
+        "b2",
+        "r1",
+    ]
+    assert await sink.list() == []
+    await sink.aclose()
+
+
 # -- invoke_payload and replay ------------------------------------------------------------------
 
 
