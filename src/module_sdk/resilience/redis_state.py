@@ -116,7 +116,9 @@ redis.call('RPUSH', KEYS[2], failed)
 local f = redis.call('HINCRBY', KEYS[1], 'f', failed)
 local n = redis.call('LLEN', KEYS[2])
 while n > window_size do
-  f = redis.call('HINCRBY', KEYS[1], 'f', -tonumber(redis.call('LPOP', KEYS[2])))
+  if redis.call('LPOP', KEYS[2]) == '1' then
+    f = redis.call('HINCRBY', KEYS[1], 'f', -1)
+  end
   n = n - 1
 end
 local c = 0
