@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean redis-server bench-policies
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,13 +24,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy src tests
 
-unit: $(STAMP)
+unit: $(STAMP) redis-server
 	$(BIN)/pytest -q
+
+# The shared-state tests start a real redis-server (Debian's package) on a free port.
+redis-server:
+	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 
 test: lint typecheck unit
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_adapter.py
+
+bench-policies: $(STAMP) redis-server
+	$(BIN)/python bench/bench_policies.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
