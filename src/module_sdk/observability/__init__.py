@@ -24,7 +24,11 @@ from module_sdk.observability.emf import EmfObserver
 from module_sdk.observability.health import HealthWindow
 
 if TYPE_CHECKING:
-    from module_sdk.observability.prometheus import PrometheusMetrics, render_metrics
+    from module_sdk.observability.prometheus import (
+        PrometheusMetrics,
+        render_metrics,
+        server_metrics,
+    )
     from module_sdk.observability.tracing import TracingObserver
 
 __all__ = [
@@ -33,11 +37,13 @@ __all__ = [
     "PrometheusMetrics",
     "TracingObserver",
     "render_metrics",
+    "server_metrics",
 ]
 
 _LAZY = {
     "PrometheusMetrics": ("module_sdk.observability.prometheus", "prometheus"),
     "render_metrics": ("module_sdk.observability.prometheus", "prometheus"),
+    "server_metrics": ("module_sdk.observability.prometheus", "prometheus"),
     "TracingObserver": ("module_sdk.observability.tracing", "otel"),
 }
 

@@ -30,10 +30,12 @@ Metrics (``waddlebot_lambda_`` prefix by default):
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 try:
     from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -54,6 +56,7 @@ from module_sdk.observability._common import (
 
 if TYPE_CHECKING:
     from module_sdk._models import ExecuteResponse
+    from module_sdk.adapters.base_adapter import BaseAdapter
     from module_sdk.errors import InvocationError
     from module_sdk.resilience.pipeline import Invocation
 
@@ -63,6 +66,7 @@ __all__ = [
     "DEFAULT_PREFIX",
     "PrometheusMetrics",
     "render_metrics",
+    "server_metrics",
 ]
 
 logger = logging.getLogger(__name__)
@@ -76,6 +80,18 @@ CIRCUIT_STATES: tuple[str, ...] = ("closed", "open", "half_open")
 """States always exported by ``circuit_state`` (others appear when a breaker reports them)."""
 INITIAL = "initial"
 """The ``reason`` of a call's first attempt."""
+
+
+def server_metrics() -> PrometheusMetrics:
+    """The module server's metrics: a private registry with the invocation metrics plus
+    prometheus-client's process, platform and garbage-collector collectors."""
+    from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
+
+    registry = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return PrometheusMetrics(registry)
 
 
 def render_metrics(
@@ -98,6 +114,9 @@ class _CallbackGauges:
         self._lock = threading.Lock()
         self.circuits: dict[str, Callable[[], object]] = {}
         self.queues: dict[str, Callable[[], float]] = {}
+        self.async_queues: dict[str, Callable[[], Awaitable[float]]] = {}
+        self.cached_depths: dict[str, float] = {}
+        self.sinks: dict[int, str] = {}
 
     def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
         return (
@@ -121,6 +140,7 @@ class _CallbackGauges:
         with self._lock:
             circuits = list(self.circuits.items())
             queues = list(self.queues.items())
+            cached = dict(self.cached_depths)
         for function, read_state in circuits:
             try:
                 state = _state_name(read_state())
@@ -137,6 +157,8 @@ class _CallbackGauges:
                 logger.exception("dead-letter depth callback for %r failed", queue)
                 continue
             depth.add_metric([queue], value)
+        for queue, value in sorted(cached.items()):
+            depth.add_metric([queue], value)
         return (circuit, depth)
 
 
@@ -146,6 +168,15 @@ def _state_name(state: object) -> str:
     if not isinstance(value, str):
         value = getattr(state, "name", str(state))
     return str(value).strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def _queue_name(sink: Any) -> str:
+    """A dead-letter sink's label: its SQS queue URL, its SQLite file, or its class."""
+    for attribute in ("queue_url", "path"):
+        value = getattr(sink, attribute, None)
+        if value:
+            return str(value)
+    return type(sink).__name__
 
 
 class _FunctionSeries:
@@ -251,16 +282,79 @@ class PrometheusMetrics:
         with self._gauges._lock:
             self._gauges.circuits[function] = state
 
-    def track_dead_letter(self, queue: str, depth: Callable[[], float]) -> None:
-        """Export ``dead_letter_depth{queue}`` by calling ``depth()`` at each scrape."""
+    def track_dead_letter(
+        self, queue: str, depth: Callable[[], float] | Callable[[], Awaitable[float]]
+    ) -> None:
+        """Export ``dead_letter_depth{queue}`` from ``depth()``.
+
+        A plain function is called at each scrape. An ``async`` one (such as a sink's
+        ``count``) is awaited by :meth:`refresh`, and the scrape reports the value it got
+        (nothing until the first refresh): the module server refreshes before each
+        ``GET /metrics``.
+        """
         with self._gauges._lock:
-            self._gauges.queues[queue] = depth
+            if inspect.iscoroutinefunction(depth):
+                self._gauges.async_queues[queue] = depth
+                self._gauges.queues.pop(queue, None)
+            else:
+                self._gauges.queues[queue] = depth  # type: ignore[assignment]
+                self._gauges.async_queues.pop(queue, None)
+                self._gauges.cached_depths.pop(queue, None)
 
     def untrack(self, name: str) -> None:
         """Stop exporting the circuit state of function ``name`` and the depth of queue ``name``."""
         with self._gauges._lock:
             self._gauges.circuits.pop(name, None)
             self._gauges.queues.pop(name, None)
+            self._gauges.async_queues.pop(name, None)
+            self._gauges.cached_depths.pop(name, None)
+            for key, queue in list(self._gauges.sinks.items()):
+                if queue == name:
+                    del self._gauges.sinks[key]
+
+    async def refresh(self, timeout: float = 2.0) -> None:
+        """Await the ``async`` dead-letter depth callbacks (each within ``timeout`` seconds).
+
+        A callback that fails or times out leaves its queue out of the next scrape (a stale
+        depth would mislead) and logs why.
+        """
+        with self._gauges._lock:
+            sources = list(self._gauges.async_queues.items())
+        for queue, read_depth in sources:
+            try:
+                async with asyncio.timeout(timeout):
+                    value = float(await read_depth())
+            except Exception as exc:
+                logger.warning("dead-letter depth of %r is unavailable: %s", queue, exc)
+                with self._gauges._lock:
+                    self._gauges.cached_depths.pop(queue, None)
+                continue
+            with self._gauges._lock:
+                if queue in self._gauges.async_queues:
+                    self._gauges.cached_depths[queue] = value
+
+    def watch(self, adapter: BaseAdapter) -> None:
+        """Export ``adapter``'s breaker state and dead-letter depth (when it has them).
+
+        Call it once per adapter; adapters sharing one dead-letter sink report it once.
+        The invocation metrics themselves need the adapter to be built with
+        ``observers=[metrics]``.
+        """
+        window = getattr(adapter, "health_window", None)
+        read_state = getattr(window, "circuit_state", None)
+        target = getattr(adapter, "target", None)
+        if read_state is not None and target is not None:
+            self.track_circuit(target.display_name, read_state)
+        sink = getattr(adapter, "dead_letter", None)
+        count = getattr(sink, "count", None)
+        if sink is None or count is None:
+            return
+        with self._gauges._lock:
+            if id(sink) in self._gauges.sinks:
+                return
+            queue = _queue_name(sink)
+            self._gauges.sinks[id(sink)] = queue
+        self.track_dead_letter(queue, count)
 
     # -- InvocationObserver ---------------------------------------------------------------------
 
