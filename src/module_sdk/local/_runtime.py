@@ -69,9 +69,11 @@ class RuntimeStats:
         faults: injected faults per kind (``latency``, ``throttle``, ``error``, ``drop``,
             ``slow``).
         faults_by_function: injected faults per ``(function, kind)``.
-        outcomes: replies per outcome (``success``, ``function_error``, ``timeout``,
-            ``crash``, ``throttled``, ``not_found``, ``invalid_request``, ``too_large``,
-            ``event_accepted``, ``dry_run``, ``fault``).
+        outcomes: replies per outcome: ``success``, ``function_error`` (the handler
+            raised or its reply could not be sent), ``timeout``, ``crash``, ``init_error``,
+            ``throttled``, ``not_found``, ``invalid_request``, ``too_large``, ``fault``,
+            ``dropped``, ``dry_run``, ``event_accepted``, and ``event_<outcome>`` for each
+            Event run.
         throttles: concurrency throttles (429) per function.
         cold_starts: environments started per function.
         statuses: HTTP replies per status code.
@@ -251,6 +253,13 @@ class LocalLambdaRuntime:
     def functions(self) -> dict[str, FunctionSpec]:
         """The functions served, by name."""
         return {name: pool.spec for name, pool in self._pools.items()}
+
+    def in_flight(self, function: str | None = None) -> int:
+        """Runs in progress (of one function, or in all)."""
+        if function is None:
+            return self._active
+        pool = self._pools.get(function)
+        return 0 if pool is None else pool.active
 
     def add_function(self, spec: FunctionSpec) -> None:
         """Serve one more function (replacing one of the same name; its workers stop)."""
@@ -623,7 +632,7 @@ class LocalLambdaRuntime:
             self._leave(call.function)
 
     async def _run_sync(self, call: _Call) -> web.Response:
-        result, log, _ = await self._execute(call)
+        result, log, outcome = await self._execute(call)
         headers = {
             "x-amzn-RequestId": call.request_id,
             "X-Amz-Executed-Version": "$LATEST",
@@ -635,7 +644,7 @@ class LocalLambdaRuntime:
         if call.log_tail:
             tail = log.encode("utf-8", errors="replace")[-LOG_TAIL_BYTES:]
             headers["X-Amz-Log-Result"] = base64.b64encode(tail).decode("ascii")
-        self.stats.outcomes["function_error" if result.error else "success"] += 1
+        self.stats.outcomes[outcome] += 1
         return web.Response(status=200, body=body, headers=headers)
 
     async def _execute(self, call: _Call) -> tuple[RunResult, str, str]:

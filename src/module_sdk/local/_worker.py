@@ -308,12 +308,15 @@ class _Worker:
 
 
 def _max_rss_mb() -> int:
+    """Peak resident memory of this process in MB (``VmHWM``: it starts afresh at exec)."""
     try:
-        import resource
-
-        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
-    except (ImportError, OSError):
-        return 0
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def main() -> None:
