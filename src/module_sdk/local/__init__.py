@@ -5,10 +5,11 @@ handler that hangs, crashes or leaks cannot take the runtime down. See ``docs/lo
 """
 
 from module_sdk.local._config import FunctionConfigError, FunctionSpec, load_functions
-from module_sdk.local._faults import FaultPlan, Faults
+from module_sdk.local._faults import FaultDecision, FaultPlan, Faults
 from module_sdk.local._runtime import InvocationRecord, LocalLambdaRuntime, RuntimeStats
 
 __all__ = [
+    "FaultDecision",
     "FaultPlan",
     "Faults",
     "FunctionConfigError",
