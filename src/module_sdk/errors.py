@@ -71,6 +71,8 @@ class ErrorCode(StrEnum):
     """``total_timeout`` ran out across attempts and backoff sleeps."""
     RETRY_BUDGET_EXHAUSTED = "retry_budget_exhausted"
     """A retry was due but the adapter's retry budget was empty."""
+    CANCELLED = "cancelled"
+    """The caller cancelled the call (observers see it; the caller gets CancelledError)."""
     INTERNAL = "internal"
     """An unexpected error inside the SDK; please report it."""
 
