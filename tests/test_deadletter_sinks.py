@@ -228,6 +228,24 @@ async def test_sqlite_duplicate_id_is_an_error(sqlite_sink: SQLiteDeadLetterSink
         await sqlite_sink.put(entry)
 
 
+async def test_sqlite_group_commit_fails_only_the_bad_put(
+    sqlite_sink: SQLiteDeadLetterSink,
+) -> None:
+    """Concurrent puts share commits; a duplicate among them fails alone."""
+    existing = make_entry(0)
+    await sqlite_sink.put(existing)
+    fresh = [make_entry(n) for n in range(1, 30)]
+    outcomes = await asyncio.gather(
+        *(sqlite_sink.put(e) for e in [*fresh[:10], existing, *fresh[10:]]),
+        return_exceptions=True,
+    )
+    failures = [o for o in outcomes if o is not None]
+    assert len(failures) == 1
+    assert isinstance(failures[0], DeadLetterError)
+    assert "UNIQUE" in str(failures[0])
+    assert {e.id for e in await sqlite_sink.list()} == {existing.id} | {e.id for e in fresh}
+
+
 async def test_sqlite_scrubs_error_text(sqlite_sink: SQLiteDeadLetterSink) -> None:
     """An error text carrying a key id is stored redacted."""
     entry = make_entry(error="denied for AKIAIOSFODNN7EXAMPLE")

@@ -159,6 +159,9 @@ class SQLiteDeadLetterSink:
         self._conn: sqlite3.Connection | None = None
         self._closed = False
         self._lock = threading.Lock()
+        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[None]]] = []
+        self._flush_scheduled = False
+        self._shut = False  # the connection was closed for good (worker thread only)
 
     def __repr__(self) -> str:
         return f"<SQLiteDeadLetterSink path={str(self.path)!r}>"
@@ -169,6 +172,8 @@ class SQLiteDeadLetterSink:
         """Open (once) on the worker thread."""
         if self._conn is not None:
             return self._conn
+        if self._shut:
+            raise DeadLetterError(f"the dead-letter sink {self!r} is closed")
         if not self.path.exists():
             # Create it private before SQLite does (with the umask's usual 0644).
             fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
@@ -202,6 +207,7 @@ class SQLiteDeadLetterSink:
         return conn
 
     def _close_connection(self) -> None:
+        self._shut = True
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -247,10 +253,73 @@ class SQLiteDeadLetterSink:
             entry.last_replay_error_code,
         )
 
-        def insert(conn: sqlite3.Connection) -> None:
-            conn.execute(_INSERT, row)
+        if self._closed:
+            raise DeadLetterError(f"the dead-letter sink {self!r} is closed")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        with self._lock:
+            self._pending.append((row, future))
+            schedule, self._flush_scheduled = not self._flush_scheduled, True
+        if schedule:
+            try:
+                self._executor.submit(self._flush)
+            except RuntimeError as exc:  # shut down by a concurrent aclose()
+                raise DeadLetterError(f"the dead-letter sink {self!r} is closed") from exc
+        # Cancelling the caller does not un-write the row: the flush commits it anyway.
+        await future
 
-        await self._run("put", insert)
+    def _flush(self) -> None:
+        """Group commit, on the worker thread: every pending put in one transaction.
+
+        Puts that arrive while a commit (and its fsync) runs wait for the next flush, so a
+        burst of failures costs one fsync per batch instead of one per entry.
+        """
+        with self._lock:
+            batch, self._pending = self._pending, []
+            self._flush_scheduled = False
+        if not batch:
+            return
+        outcomes: builtins.list[BaseException | None]
+        try:
+            conn = self._connection()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(_INSERT, [row for row, _ in batch])
+                conn.execute("COMMIT")
+                outcomes = [None] * len(batch)
+            except sqlite3.Error:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if len(batch) == 1:
+                    raise
+                outcomes = [self._insert_one(conn, row) for row, _ in batch]
+        except Exception as exc:
+            outcomes = [exc] * len(batch)
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            try:
+                future.get_loop().call_soon_threadsafe(self._settle, future, outcome)
+            except RuntimeError:
+                pass  # the caller's event loop is gone; the row is written (or not) anyway
+
+    @staticmethod
+    def _insert_one(conn: sqlite3.Connection, row: tuple[Any, ...]) -> BaseException | None:
+        """One row in its own transaction (after a batch failed, to fail only the bad row)."""
+        try:
+            conn.execute(_INSERT, row)
+        except sqlite3.Error as exc:
+            return exc
+        return None
+
+    def _settle(self, future: asyncio.Future[None], outcome: BaseException | None) -> None:
+        if future.done():
+            return
+        if outcome is None:
+            future.set_result(None)
+            return
+        error = DeadLetterError(
+            f"dead-letter put failed on {str(self.path)!r}: {type(outcome).__name__}: {outcome}"
+        )
+        error.__cause__ = outcome
+        future.set_exception(error)
 
     async def list(
         self, *, limit: int | None = None, function_name: str | None = None
