@@ -387,3 +387,47 @@ def test_cli_rejects_a_bad_port(tmp_path: Path, capsys: pytest.CaptureFixture[st
     """An out-of-range --port is refused before anything starts."""
     assert main(["serve", "--config", str(write(tmp_path, ISSUE_EXAMPLE)), "--port", "-1"]) == 2
     assert "--port -1 is invalid" in capsys.readouterr().err
+
+
+def test_policy_tables_become_config_objects(tmp_path: Path) -> None:
+    """[aws.adapter]/[modules.adapter] tables build the breaker, rate-limit and cache configs."""
+    from module_sdk.resilience.breaker import CircuitBreakerConfig
+    from module_sdk.resilience.cache import ResponseCacheConfig
+    from module_sdk.resilience.ratelimit import Limit, RateLimit
+
+    text = ISSUE_EXAMPLE + (
+        "[modules.adapter]\n"
+        "rate_limit = { rate = 5, burst = 10, per_user = { rate = 1, burst = 2 } }\n"
+        'cache = { commands = { "!roll" = 5.0 } }\n'
+        "[aws.adapter]\n"
+        'circuit_breaker = { consecutive_failures = 3, failure_codes = ["timeout"] }\n'
+    )
+    cfg = load_config(write(tmp_path, text), env={})
+    args = kwargs(cfg)
+    assert args["circuit_breaker"] == CircuitBreakerConfig(
+        consecutive_failures=3, failure_codes=frozenset({"timeout"})
+    )
+    assert args["rate_limit"] == RateLimit(rate=5, burst=10, per_user=Limit(rate=1, burst=2))
+    assert isinstance(args["cache"], ResponseCacheConfig)
+    assert dict(args["cache"].commands) == {"!roll": 5.0}
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        (
+            {"circuit_breaker": {"consecutive_failure": 3}},
+            "aws.adapter.circuit_breaker is invalid (CircuitBreakerConfig): ",
+        ),
+        ({"rate_limit": {"rate": -1}}, "aws.adapter.rate_limit is invalid (RateLimit): "),
+        ({"dead_letter_sync": True}, "modules[0] (dice): dead_letter_sync=True needs a sink"),
+    ],
+    ids=["unknown-field", "bad-value", "adapter-refuses"],
+)
+def test_policy_table_errors_name_the_key(table: dict[str, Any], expected: str) -> None:
+    """A bad policy table fails at start with the policy's own message and the key."""
+    data = config(aws={"region": "us-east-1", "adapter": table})
+    with pytest.raises(ServerConfigError) as info:
+        parse_config(data, source="m.toml", env={})
+    assert str(info.value).startswith("m.toml: ")
+    assert expected in str(info.value)

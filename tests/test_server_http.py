@@ -547,3 +547,38 @@ async def test_closing_the_server_closes_the_aws_clients(scripted: ScriptedLambd
     assert status == 200
     assert during == 1
     assert pool.open_clients() == 0
+
+
+@pytest.mark.parametrize(
+    ("adapter", "code"),
+    [
+        ({"circuit_breaker": {"consecutive_failures": 1, "open_duration": 60}}, "circuit_open"),
+        ({"rate_limit": {"rate": 0.001, "burst": 1}}, "rate_limited"),
+    ],
+    ids=["circuit-open", "rate-limited"],
+)
+async def test_adapter_policies_refusing_work_answer_429(
+    scripted: ScriptedLambdaServer, adapter: dict[str, Any], code: str
+) -> None:
+    """An open breaker or an empty rate-limit bucket becomes 429 + Retry-After."""
+    config = parse_config(
+        {
+            "service_api_key": KEY,
+            "aws": {"region": "us-east-1", "endpoint_url": scripted.url, "max_retries": 0},
+            "modules": [{"name": "dice", "commands": ["!roll"], "adapter": adapter}],
+        },
+        env={},
+    )
+    scripted.script("dice", Reply.aws_error(500, "ServiceException", "down"))
+    async with (
+        ModuleServer(config, host="127.0.0.1", port=0) as server,
+        aiohttp.ClientSession() as session,
+    ):
+        client = Client(session, server)
+        first, _, _ = await client.post("/api/v1/execute", body())
+        status, answer, reply = await client.post("/api/v1/execute", body())
+    assert first == 200
+    assert status == 429
+    assert reply.headers["Retry-After"] == "1"
+    assert answer["error_code"] == code
+    assert scripted.count() == 1

@@ -9,12 +9,15 @@ option is configurable without touching this module (the adapter's own error nam
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import importlib
 import inspect
 import logging
 import math
 import os
 import tomllib
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +34,7 @@ __all__ = [
     "ENVIRONMENT_VARIABLES",
     "MODULE_KEYS",
     "SERVER_KEYS",
+    "TABLE_FACTORIES",
     "ModuleSpec",
     "ServerConfig",
     "ServerConfigError",
@@ -228,6 +232,71 @@ _SECRET_KEYS = frozenset({"aws_access_key_id", "aws_secret_access_key", "aws_ses
 _OBJECT_PARAMS = frozenset({"client", "invoker", "pool", "clock", "rng"})
 
 
+# Tables that become a policy's config object: parameter -> "module:Class". A nested table
+# becomes the nested dataclass its field is annotated with; a list becomes a frozenset, set or
+# tuple when the field is annotated so.
+TABLE_FACTORIES: Mapping[str, str] = MappingProxyType(
+    {
+        "circuit_breaker": "module_sdk.resilience.breaker:CircuitBreakerConfig",
+        "rate_limit": "module_sdk.resilience.ratelimit:RateLimit",
+        "cache": "module_sdk.resilience.cache:ResponseCacheConfig",
+    }
+)
+
+
+def _dataclass_in(annotation: Any) -> type | None:
+    if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _dataclass_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _collection_in(annotation: Any) -> type | None:
+    for candidate in (annotation, *typing.get_args(annotation)):
+        origin = typing.get_origin(candidate) or candidate
+        if origin in (frozenset, set, tuple):
+            return origin  # type: ignore[no-any-return]
+    return None
+
+
+def _from_table(cls: type, table: Mapping[str, Any]) -> Any:
+    """Build dataclass ``cls`` from a TOML table, converting nested tables and lists."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # names only imported for type checkers: no conversion then
+        hints = {}
+    values: dict[str, Any] = {}
+    for name, value in table.items():
+        annotation = hints.get(name)
+        if isinstance(value, dict) and (nested := _dataclass_in(annotation)) is not None:
+            value = _from_table(nested, value)
+        elif isinstance(value, list) and (collection := _collection_in(annotation)) is not None:
+            value = collection(value)
+        values[name] = value
+    return cls(**values)
+
+
+def _convert_adapter_table(where: str, table: Mapping[str, Any]) -> dict[str, Any]:
+    converted: dict[str, Any] = {}
+    for key, value in table.items():
+        target = TABLE_FACTORIES.get(key)
+        if target is not None and isinstance(value, dict):
+            module_name, _, class_name = target.partition(":")
+            cls = getattr(importlib.import_module(module_name), class_name)
+            try:
+                value = _from_table(cls, value)
+            except (TypeError, ValueError) as exc:
+                message = exc.message if isinstance(exc, ConfigurationError) else str(exc)
+                raise ServerConfigError(
+                    f"{where}adapter.{key} is invalid ({class_name}): {message}"
+                ) from exc
+        converted[key] = value
+    return converted
+
+
 # -- the result -------------------------------------------------------------------------------
 
 
@@ -396,6 +465,7 @@ def parse_config(
     _check_table(source, "aws.", aws, AWS_KEYS)  # the environment's values too
     aws_adapter = aws.pop("adapter", {})
     _check_adapter_table(source, "aws.", aws_adapter)
+    aws_adapter = _convert_adapter_table(f"{source}: aws.", aws_adapter)
 
     modules = data.get("modules")
     if modules is None:
@@ -448,6 +518,7 @@ def parse_config(
         settings.update({k: v for k, v in entry.items() if k != "adapter"})
         adapter_table = entry.get("adapter", {})
         _check_adapter_table(source, prefix, adapter_table)
+        adapter_table = _convert_adapter_table(f"{source}: {prefix}", adapter_table)
         kwargs = _adapter_kwargs(
             name, entry.get("function", name), settings, {**aws_adapter, **adapter_table}
         )
