@@ -1,0 +1,268 @@
+"""The ``invoke``, ``local`` and ``demo`` subcommands, in-process and as the installed script."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES
+from local_support import RuntimeThread, boto3_client
+from module_sdk.cli import main
+from module_sdk.local import FaultPlan, Faults
+
+FUNCTIONS = EXAMPLES / "functions"
+
+
+@pytest.fixture(scope="module")
+def runtime() -> Iterator[RuntimeThread]:
+    """The example functions on a runtime in a background thread (the CLI runs its own loop)."""
+    with RuntimeThread(FUNCTIONS) as thread:
+        yield thread
+
+
+def test_invoke_prints_a_readable_response(
+    runtime: RuntimeThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A chat command goes through LambdaAdapter and prints the normalized response."""
+    status = main(
+        [
+            "invoke",
+            "dice",
+            "--command",
+            "!roll",
+            "2d6",
+            "--username",
+            "bob",
+            "--endpoint-url",
+            runtime.url,
+            "--session-id",
+            "cli-test-1",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert status == 0
+    assert out.startswith("dice: OK after 1 attempt(s)\n")
+    assert re.search(r"message: bob rolled 2d6: \d \+ \d = \d+", out)
+
+
+def test_invoke_json_output(runtime: RuntimeThread, capsys: pytest.CaptureFixture[str]) -> None:
+    """--json prints the ExecuteResponse fields plus attempts and duration."""
+    status = main(
+        [
+            "invoke",
+            "weather",
+            "--command",
+            "!weather",
+            "Tokyo",
+            "--json",
+            "--endpoint-url",
+            runtime.url,
+        ]
+    )
+    document = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert document["success"] is True
+    assert document["message"] == "Tokyo: 18 C, clear sky"
+    assert document["data"]["status_code"] == 200
+    assert document["attempts"] == 1
+    assert document["error_code"] is None
+
+
+def test_invoke_function_error_exits_1(
+    runtime: RuntimeThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A failed call exits 1 and shows the error."""
+    status = main(["invoke", "points", "--command", "!points", "--endpoint-url", runtime.url])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "points: FAILED (function_error)" in out
+    assert "ConnectionError: points database" in out
+
+
+def test_invoke_an_event(runtime: RuntimeThread, capsys: pytest.CaptureFixture[str]) -> None:
+    """--event-type and --event-data build an event trigger."""
+    status = main(
+        [
+            "invoke",
+            "greet",
+            "--command",
+            "subscription",
+            "--event-type",
+            "subscription",
+            "--event-data",
+            '{"months": 3}',
+            "--username",
+            "kim",
+            "--endpoint-url",
+            runtime.url,
+        ]
+    )
+    assert status == 0
+    assert "kim just subscribed for 3 month(s)" in capsys.readouterr().out
+
+
+def test_invoke_event_invocation_type(
+    runtime: RuntimeThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--invocation-type Event queues the call (202)."""
+    status = main(
+        [
+            "invoke",
+            "greet",
+            "--command",
+            "!hello",
+            "--invocation-type",
+            "Event",
+            "--endpoint-url",
+            runtime.url,
+        ]
+    )
+    assert status == 0
+    assert "message: Lambda function queued" in capsys.readouterr().out
+
+
+def test_invoke_unknown_function_exits_1(
+    runtime: RuntimeThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A missing function is a clean failure (not_found), not a traceback."""
+    status = main(["invoke", "ghost", "--command", "!boo", "--endpoint-url", runtime.url])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "FAILED (not_found)" in captured.out
+    assert "Traceback" not in captured.err
+
+
+def test_invoke_log_tail(runtime: RuntimeThread, capsys: pytest.CaptureFixture[str]) -> None:
+    """--log-tail prints the function's log after the response."""
+    status = main(
+        ["invoke", "greet", "--command", "!hello", "--log-tail", "--endpoint-url", runtime.url]
+    )
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "log tail:" in out
+    assert re.search(r"\| \[INFO\]\t\S+\t\S+\tgreeted cli-user", out)
+    assert "| REPORT RequestId:" in out
+
+
+def _seed_throttling_once(function: str) -> int:
+    """A seed whose first call to ``function`` is throttled and whose second is not."""
+    faults = Faults(throttle_rate=0.5, retry_after=0)
+    for seed in range(1000):
+        plan = FaultPlan(faults, seed=seed)
+        if plan.decide(function).throttle and not plan.decide(function).throttle:
+            return seed
+    raise AssertionError("no seed found")
+
+
+def test_invoke_verbose_shows_attempts_retries_and_the_log_tail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--verbose prints each attempt, the retry delay and reason, and the log tail."""
+    seed = _seed_throttling_once("dice")
+    faults = {"dice": Faults(throttle_rate=0.5, retry_after=0)}
+    with RuntimeThread(FUNCTIONS, faults=faults, seed=seed) as rt:
+        status = main(
+            ["invoke", "dice", "--command", "!roll", "d20", "--verbose", "--endpoint-url", rt.url]
+        )
+        assert rt.runtime.stats.faults["throttle"] == 1
+    captured = capsys.readouterr()
+    assert status == 0
+    assert "dice: OK after 2 attempt(s)" in captured.out
+    assert "   attempt 1\n" in captured.err and "   attempt 2\n" in captured.err
+    assert re.search(
+        r"attempt 1 failed: TooManyRequestsException \(throttled\).*retrying in \d\.\d\ds",
+        captured.err,
+    )
+    assert "log tail:" in captured.err and "START RequestId:" in captured.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["invoke", "dice", "--command", "!roll", "--metadata", "{bad"], "--metadata is not"),
+        (["invoke", "dice", "--command", "!roll", "--metadata", "[1]"], "must be a JSON object"),
+        (["invoke", "dice", "--command", "!roll", "--max-retries", "-1"], "--max-retries -1"),
+        (["local", "--functions", "/nonexistent/functions"], "does not exist"),
+        (["local", "--functions", ".", "--port", "70000"], "--port 70000 is invalid"),
+        (["demo", "--functions", "/nonexistent/functions"], "no such directory"),
+    ],
+    ids=["bad-json", "json-list", "negative-retries", "missing-dir", "bad-port", "demo-dir"],
+)
+def test_bad_arguments_are_one_line_errors(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bad input exits 2 with one line on stderr and no traceback."""
+    status = main(argv)
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith("waddlebot-lambda: error: ")
+    assert expected in err
+    assert err.count("\n") == 1
+
+
+def test_local_refuses_a_directory_without_functions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An empty functions directory is an error that says what to add."""
+    status = main(["local", "--functions", str(tmp_path)])
+    assert status == 2
+    assert "no functions in" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["invoke", "local", "demo"])
+def test_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every subcommand has --help."""
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    assert f"usage: waddlebot-lambda {command}" in capsys.readouterr().out
+
+
+def test_demo_runs_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    """The demo drives every scenario as expected and exits 0."""
+    status = main(["demo"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "All 13 scenarios behaved as expected" in out
+    assert "raffle #2 (throttled)" in out and "Sandbox.Timedout" in out
+    assert "Adapter health" in out
+
+
+def test_installed_script_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """`waddlebot-lambda local` serves the Invoke API and exits 0 on SIGTERM, workers gone."""
+    script = Path(sys.executable).with_name("waddlebot-lambda")
+    (tmp_path / "pid.py").write_text(
+        "import os\n\ndef handler(event, context):\n    return {'pid': os.getpid()}\n"
+    )
+    proc = subprocess.Popen(
+        [str(script), "local", "--functions", str(tmp_path), "--port", "0", "--quiet"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        match = re.match(r"waddlebot-lambda: serving on (http://127\.0\.0\.1:\d+)", first)
+        assert match, first
+        client = boto3_client(match.group(1))
+        reply = client.invoke(FunctionName="pid", Payload=b"{}")
+        pid = json.loads(reply["Payload"].read())["pid"]
+        client.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
