@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -337,11 +338,34 @@ async def test_bad_bodies_are_400_naming_the_problem(
     assert scripted.count() == 0
 
 
-async def test_control_characters_in_ids_are_refused_by_the_adapter(client: Client) -> None:
-    """Ids the adapter refuses come back as the module's failure, not a crash."""
+async def test_control_characters_in_ids_are_400(
+    client: Client, scripted: ScriptedLambdaServer
+) -> None:
+    """Ids the adapter would refuse (control characters) are a 400 naming the field."""
     status, answer, _ = await client.post("/api/v1/execute", body(user_id="bad\nid"))
-    assert status == 200
-    assert (answer["success"], answer["error_code"]) == (False, "invalid_request")
+    assert status == 400
+    assert answer["error_code"] == "invalid_request"
+    assert "field user_id=" in answer["error"]
+    assert scripted.count() == 0
+
+
+async def test_an_event_over_lambdas_limit_is_413(
+    scripted: ScriptedLambdaServer,
+) -> None:
+    """A body the server accepts but over Lambda's 1 MB Event limit is a 413 too."""
+    server = await start(scripted, {"max_body_bytes": 4 * 1024 * 1024})
+    try:
+        async with aiohttp.ClientSession() as session:
+            big = json.dumps(body(command="!audit", args="x" * (1024 * 1024 + 10))).encode()
+            async with session.post(
+                server.url + "/api/v1/execute", data=io.BytesIO(big), headers=AUTH
+            ) as reply:
+                status, answer = reply.status, await reply.json()
+    finally:
+        await server.aclose()
+    assert status == 413
+    assert answer["error_code"] == "payload_too_large"
+    assert scripted.count() == 0
 
 
 async def test_body_too_large_is_413(scripted: ScriptedLambdaServer) -> None:

@@ -30,7 +30,8 @@ from aiohttp import web
 
 from module_sdk._models import ExecuteRequest, ExecuteResponse
 from module_sdk.adapters.base_adapter import BaseAdapter
-from module_sdk.errors import ConfigurationError, ErrorCode
+from module_sdk.aws_lambda.payload import validate_request
+from module_sdk.errors import ConfigurationError, ErrorCode, RequestError
 from module_sdk.server._args import split_args
 from module_sdk.server.config import ServerConfig, build_adapter
 
@@ -355,13 +356,17 @@ class ModuleServer:
             not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes)
         ):
             raise BadRequest("field 'scopes' must be a list of strings")
-        return ExecuteRequest(
+        request = ExecuteRequest(
             args=arg_list,
             platform=platform,
             metadata=metadata,
             scopes=list(scopes) if scopes is not None else [],
             **fields,
         )
+        try:
+            return validate_request(request)  # control characters, over-long ids, ...
+        except RequestError as exc:
+            raise BadRequest(exc.message.replace("ExecuteRequest.", "field ")) from None
 
     async def _execute_by_command(self, request: web.Request) -> web.Response:
         return await self._execute(request, None)
@@ -433,10 +438,13 @@ class ModuleServer:
             module.in_flight -= 1
         status = 200
         headers = None
-        if not response.success and response.error_code in self._busy_codes:
-            module.rejected += 1
-            status = 429
-            headers = self._retry_hdr()
+        if not response.success:
+            if response.error_code in self._busy_codes:
+                module.rejected += 1
+                status = 429
+                headers = self._retry_hdr()
+            elif response.error_code == ErrorCode.PAYLOAD_TOO_LARGE.value:
+                status = 413  # over Lambda's own payload limit (1 MB for Event calls)
         return web.Response(
             status=status,
             text=_dumps(self._response_body(response, execute_request.session_id, module.name)),
