@@ -1,0 +1,306 @@
+"""Benchmark: the module server under router-style load, against a 50 ms Lambda function.
+
+Three processes on loopback, like production: a Lambda API endpoint whose function takes
+50 ms (:class:`module_sdk.testing.ScriptedLambdaServer` with ``Reply.slow``; ``--local-runtime``
+uses the local runtime with a real handler instead, which needs one worker per concurrent call),
+``waddlebot-lambda serve`` in front of it, and this process as the router: ``concurrency``
+asyncio tasks each POSTing ``/api/v1/execute`` back to back over keep-alive connections.
+
+The same load is then sent straight through a LambdaAdapter in this process ("direct"); the
+server's added latency is the via-server percentile minus the direct one.
+
+    .venv/bin/python bench/bench_server.py [--duration 4] [--concurrency 50 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+
+from module_sdk import ExecuteRequest, LambdaAdapter
+
+KEY = "bench-service-key"
+FUNCTION_SECONDS = 0.05
+
+ENDPOINT_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, sys
+    from module_sdk.testing import Reply, ScriptedLambdaServer
+
+    class Discard(list):
+        def append(self, item):
+            pass  # keep no invocation records: a benchmark makes many thousands
+
+    async def main():
+        ok = Reply.slow(float(sys.argv[1]), Reply.ok({"success": True, "message": "rolled 7"}))
+        async with ScriptedLambdaServer(default=lambda event: ok) as server:
+            server.invocations = Discard()
+            print(server.url, flush=True)
+            await asyncio.Event().wait()
+
+    asyncio.run(main())
+    """
+)
+
+RUNTIME_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, sys
+    from module_sdk.local import LocalLambdaRuntime
+
+    async def main():
+        async with LocalLambdaRuntime(sys.argv[1], port=0, prewarm=int(sys.argv[2]),
+                                      concurrency_limit=10000) as rt:
+            print(rt.url, flush=True)
+            await asyncio.Event().wait()
+
+    asyncio.run(main())
+    """
+)
+
+HANDLER = textwrap.dedent(
+    """
+    import time
+
+    def handler(event, context):
+        time.sleep(%r)
+        return {"success": True, "message": "rolled 7"}
+    """
+)
+
+
+def start_process(args: list[str], ready_stream: str) -> tuple[subprocess.Popen[str], str]:
+    """Start a helper process and read its URL from its first line."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "AWS_ACCESS_KEY_ID": "bench"}
+    env.setdefault("AWS_SECRET_ACCESS_KEY", "bench-secret")
+    env.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    process = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    stream = process.stdout if ready_stream == "stdout" else process.stderr
+    assert stream is not None
+    line = stream.readline()
+    if "http://" not in line:
+        process.kill()
+        raise SystemExit(f"helper did not start: {line}{stream.read()}")
+    url = "http://" + line.split("http://", 1)[1].split()[0]
+    return process, url
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) of this process, or of ``pid`` via /proc."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) of ``values``, in the same unit."""
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+async def load(
+    call: Callable[[int], Awaitable[bool]], concurrency: int, duration: float
+) -> tuple[list[float], int, int]:
+    """Run ``concurrency`` workers calling back to back for ``duration`` after a warm-up.
+
+    Returns the latencies of the calls started in the measured window, the failed calls in
+    it, and the number of calls completed in all (for CPU per call).
+    """
+    latencies: list[float] = []
+    errors = 0
+    completed = 0
+    warmup_end = time.perf_counter() + min(1.0, duration / 4)
+    end = warmup_end + duration
+
+    async def worker(worker_id: int) -> None:
+        nonlocal errors, completed
+        n = 0
+        while True:
+            started = time.perf_counter()
+            if started >= end:
+                return
+            ok = await call(worker_id * 1_000_000 + n)
+            n += 1
+            completed += 1
+            finished = time.perf_counter()
+            if started >= warmup_end:
+                if ok:
+                    latencies.append(finished - started)
+                else:
+                    errors += 1
+
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    return latencies, errors, completed
+
+
+def body(i: int) -> dict[str, str]:
+    """A router-style request body."""
+    return {
+        "command": "!roll",
+        "args": '2d6 "with advantage"',
+        "user_id": "u1",
+        "entity_id": "e1",
+        "community_id": "c1",
+        "session_id": f"s{i}",
+        "message": '!roll 2d6 "with advantage"',
+    }
+
+
+async def run(args: argparse.Namespace) -> None:
+    """Start the processes, measure, print the table."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.local_runtime:
+            functions = Path(tmp) / "functions"
+            functions.mkdir()
+            (functions / "dice.py").write_text(HANDLER % FUNCTION_SECONDS, encoding="utf-8")
+            prewarm = max(args.concurrency)
+            endpoint, lambda_url = start_process(
+                [sys.executable, "-c", RUNTIME_SCRIPT, str(functions), str(prewarm)], "stdout"
+            )
+            backend = f"local runtime, {FUNCTION_SECONDS * 1000:.0f} ms handler"
+        else:
+            endpoint, lambda_url = start_process(
+                [sys.executable, "-c", ENDPOINT_SCRIPT, str(FUNCTION_SECONDS)], "stdout"
+            )
+            backend = f"ScriptedLambdaServer, Reply.slow({FUNCTION_SECONDS})"
+        config = Path(tmp) / "modules.toml"
+        config.write_text(
+            f'service_api_key = "{KEY}"\n[server]\nmax_in_flight = 5000\n'
+            f'[aws]\nregion = "us-east-1"\nendpoint_url = "{lambda_url}"\nmax_retries = 0\n'
+            "max_connections = 1024\n"
+            '[[modules]]\nname = "dice"\ncommands = ["!roll"]\n',
+            encoding="utf-8",
+        )
+        cli = [
+            sys.executable,
+            "-c",
+            "import sys; from module_sdk.cli import main; sys.exit(main())",
+        ]
+        server, server_url = start_process(
+            [*cli, "serve", "--config", str(config), "--host", "127.0.0.1", "--port", "0"],
+            "stderr",
+        )
+        rows: list[tuple[str, int, int, int, float, float, float, float, float]] = []
+        try:
+            connector = aiohttp.TCPConnector(limit=0)
+            async with aiohttp.ClientSession(
+                connector=connector, headers={"X-Service-Key": KEY}
+            ) as session:
+                execute_url = server_url + "/api/v1/execute"
+
+                async def via_server(i: int) -> bool:
+                    async with session.post(execute_url, json=body(i)) as reply:
+                        await reply.read()
+                        return reply.status == 200
+
+                adapter = LambdaAdapter(
+                    "dice",
+                    "us-east-1",
+                    "dice",
+                    endpoint_url=lambda_url,
+                    max_retries=0,
+                    max_connections=1024,
+                    aws_access_key_id="bench",
+                    aws_secret_access_key="bench-secret",  # noqa: S106 - a local fake
+                )
+
+                async def direct(i: int) -> bool:
+                    b = body(i)
+                    request = ExecuteRequest(
+                        command=b["command"],
+                        args=["2d6", "with advantage"],
+                        user_id=b["user_id"],
+                        entity_id=b["entity_id"],
+                        community_id=b["community_id"],
+                        session_id=b["session_id"],
+                        platform="unknown",
+                    )
+                    response = await adapter.execute_async(request)
+                    return response.success
+
+                async with adapter:
+                    for concurrency in args.concurrency:
+                        for mode, call in (("direct adapter", direct), ("via server", via_server)):
+                            await load(call, min(concurrency, 20), 0.5)  # warm connections
+                            own, served = cpu_seconds(), cpu_seconds(server.pid)
+                            latencies, errors, completed = await load(
+                                call, concurrency, args.duration
+                            )
+                            n = max(1, completed)
+                            rows.append(
+                                (
+                                    mode,
+                                    concurrency,
+                                    len(latencies),
+                                    errors,
+                                    len(latencies) / args.duration,
+                                    percentile(latencies, 0.5) * 1000,
+                                    percentile(latencies, 0.99) * 1000,
+                                    (cpu_seconds() - own) / n * 1000,
+                                    (cpu_seconds(server.pid) - served) / n * 1000,
+                                )
+                            )
+        finally:
+            server.terminate()
+            server.wait(30)
+            endpoint.terminate()
+            endpoint.wait(30)
+
+    print(
+        f"Module server benchmark: {backend}; {args.duration:.0f} s per row; "
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs"
+    )
+    print()
+    print(
+        "| path | concurrency | requests | errors | req/s | p50 ms | p99 ms | added p50 ms "
+        "| added p99 ms | CPU ms/req: router | CPU ms/req: server |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    direct_rows = {r[1]: r for r in rows if r[0] == "direct adapter"}
+    for mode, conc, n, errors, rps, p50, p99, cpu_own, cpu_server in rows:
+        added = ("", "")
+        server_cpu = ""
+        if mode == "via server":
+            base = direct_rows[conc]
+            added = (f"{p50 - base[5]:+.2f}", f"{p99 - base[6]:+.2f}")
+            server_cpu = f"{cpu_server:.2f}"
+        print(
+            f"| {mode} | {conc} | {n} | {errors} | {rps:.0f} | {p50:.2f} | {p99:.2f} "
+            f"| {added[0]} | {added[1]} | {cpu_own:.2f} | {server_cpu} |"
+        )
+
+
+def main() -> None:
+    """Parse the options and run."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per row")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[10, 50, 500])
+    parser.add_argument(
+        "--local-runtime",
+        action="store_true",
+        help="back the module with the local runtime (one prewarmed worker per concurrent call)",
+    )
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
