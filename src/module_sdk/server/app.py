@@ -152,7 +152,9 @@ class ModuleServer:
                 "or pass --insecure-no-auth to serve without authentication on a trusted network"
             )
         if key == "change-me":
-            logger.warning("service_api_key is the example value 'change-me': set a real one")
+            logger.warning(
+                "service_api_key is the documentation's example value: set a real secret"
+            )
         self.config = config
         self.host = config.host if host is None else host
         self.port = config.port if port is None else port
