@@ -187,10 +187,23 @@ async def test_throttle_then_success_line(scripted: ScriptedLambdaServer) -> Non
     scripted.script("dice", THROTTLE, ROLLED)
     clock = FakeClock()
     stream = io.StringIO()
-    async with make_adapter(scripted.url, [EmfObserver(stream, clock=clock)], clock) as adapter:
+    observer = EmfObserver(stream, clock=clock)
+    seen: list[dict[str, Any]] = []
+
+    class Spy:
+        """Keeps what record() makes of the same call, to compare with the written line."""
+
+        def on_start(self, invocation: Any) -> None: ...
+        def on_attempt(self, invocation: Any) -> None: ...
+        def on_retry(self, invocation: Any, error: Any, delay: float) -> None: ...
+        def on_finish(self, invocation: Any, response: Any, duration: float) -> None:
+            seen.append(observer.record(invocation, response, duration))
+
+    async with make_adapter(scripted.url, [observer, Spy()], clock) as adapter:
         await adapter.execute_async(request())
     (line,) = stream.getvalue().splitlines()
     assert emf_problems(line) == []
+    assert seen == [json.loads(line)]
     assert json.loads(line) == {
         "_aws": header(1767225602000),
         "Function": "dice",

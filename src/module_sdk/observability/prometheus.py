@@ -182,9 +182,11 @@ def _queue_name(sink: Any) -> str:
 class _FunctionSeries:
     """The labelled children of one function, cached so a call costs no label lookups."""
 
-    __slots__ = ("attempts", "duration", "in_flight", "outcomes", "retries")
+    __slots__ = ("attempts", "duration", "function", "in_flight", "outcomes", "retries", "target")
 
-    def __init__(self, metrics: PrometheusMetrics, function: str) -> None:
+    def __init__(self, metrics: PrometheusMetrics, function: str, target: object) -> None:
+        self.function = function
+        self.target = target
         self.in_flight = metrics.in_flight.labels(function)
         self.attempts = metrics.attempts.labels(function, INITIAL)
         self.outcomes: dict[str, Counter] = {}
@@ -246,6 +248,7 @@ class PrometheusMetrics:
         except ValueError as exc:
             raise ConfigurationError(f"invalid Prometheus metric settings: {exc}") from exc
         self._series: dict[str, _FunctionSeries] = {}
+        self._by_target: dict[int, _FunctionSeries] = {}
         if registry is not None:
             collectors: tuple[Collector, ...] = (
                 self.invocations,
@@ -359,10 +362,22 @@ class PrometheusMetrics:
     # -- InvocationObserver ---------------------------------------------------------------------
 
     def _of(self, invocation: Invocation) -> _FunctionSeries:
+        # Keyed by the adapter's FunctionTarget object: no label formatting per call.
+        target = invocation.target
+        series = self._by_target.get(id(target))
+        if series is not None and series.target is target:
+            return series
         function = function_label(invocation)
-        series = self._series.get(function)
-        if series is None:
-            series = self._series[function] = _FunctionSeries(self, function)
+        known = self._series.get(function)
+        series = _FunctionSeries(self, function, target)
+        if known is not None:  # another adapter for the same function shares its children
+            series.outcomes, series.retries, series.duration = (
+                known.outcomes,
+                known.retries,
+                known.duration,
+            )
+        self._series[function] = series
+        self._by_target[id(target)] = series
         return series
 
     def on_start(self, invocation: Invocation) -> None:
@@ -378,9 +393,7 @@ class PrometheusMetrics:
         reason = invocation.retries[-1].error_code
         child = series.retries.get(reason)
         if child is None:
-            child = series.retries[reason] = self.attempts.labels(
-                function_label(invocation), reason
-            )
+            child = series.retries[reason] = self.attempts.labels(series.function, reason)
         child.inc()
 
     def on_retry(self, invocation: Invocation, error: InvocationError, delay: float) -> None:
@@ -394,13 +407,11 @@ class PrometheusMetrics:
         outcome = outcome_of(response)
         counter = series.outcomes.get(outcome)
         if counter is None:
-            counter = series.outcomes[outcome] = self.invocations.labels(
-                function_label(invocation), outcome
-            )
+            counter = series.outcomes[outcome] = self.invocations.labels(series.function, outcome)
         counter.inc()
         histogram = series.duration.get(invocation.invocation_type)
         if histogram is None:
             histogram = series.duration[invocation.invocation_type] = self.duration.labels(
-                function_label(invocation), invocation.invocation_type
+                series.function, invocation.invocation_type
             )
         histogram.observe(duration)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 try:
     from opentelemetry import context as otel_context
-    from opentelemetry import propagate, trace
+    from opentelemetry import trace
     from opentelemetry.propagators.textmap import TextMapPropagator
     from opentelemetry.trace import SpanKind, Status, StatusCode
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
@@ -44,6 +44,7 @@ from module_sdk.observability._common import invoked_name, note_retry, outcome_o
 
 if TYPE_CHECKING:
     from module_sdk._models import ExecuteResponse
+    from module_sdk.aws_lambda.naming import FunctionTarget
     from module_sdk.errors import InvocationError
     from module_sdk.resilience.pipeline import Invocation
 
@@ -104,8 +105,10 @@ class TracingObserver:
         tracer_provider: where spans go (default: the global provider, set by
             ``opentelemetry.trace.set_tracer_provider`` or auto-instrumentation).
         propagate: put the trace context in the ClientContext of synchronous calls.
-        propagator: the propagator to inject with (default: the global one, W3C trace
-            context and baggage unless ``OTEL_PROPAGATORS`` says otherwise).
+        propagator: how to write it. By default the W3C ``traceparent`` (and ``tracestate``
+            when there is one) is formatted directly, the cheapest way; pass
+            ``opentelemetry.propagate.get_global_textmap()`` to use the configured
+            propagators instead (baggage, B3, X-Ray...).
     """
 
     def __init__(
@@ -120,42 +123,65 @@ class TracingObserver:
         self._tracer = trace.get_tracer("module_sdk", __version__, tracer_provider=tracer_provider)
         self.propagate = propagate
         self._propagator = propagator
+        self._static: dict[int, tuple[FunctionTarget, str, str, dict[str, str]]] = {}
 
     def __repr__(self) -> str:
         return f"<TracingObserver propagate={self.propagate!r}>"
 
-    def on_start(self, invocation: Invocation) -> None:
-        """Start the span, make it current, and put its context in the ClientContext."""
-        event = invocation.invocation_type == "Event"
+    def _describe(self, invocation: Invocation) -> tuple[str, dict[str, str]]:
+        """The span name and start attributes of a function, built once per adapter target."""
         target = invocation.target
-        attributes: dict[str, str] = {
-            "faas.invoked_name": invoked_name(invocation),
+        cached = self._static.get(id(target))
+        if cached is not None and cached[0] is target and cached[1] == invocation.region:
+            return cached[2], cached[3]
+        name = invoked_name(invocation)
+        attributes = {
+            "faas.invoked_name": name,
             "faas.invoked_provider": "aws",
             "faas.invoked_region": invocation.region,
-            "rpc.system": "aws-api",
-            "rpc.service": "Lambda",
-            "rpc.method": "Invoke",
-            "waddlebot.lambda.invocation_type": invocation.invocation_type,
         }
         if target.function_name.startswith("arn:"):
             attributes["aws.lambda.invoked_arn"] = target.function_name
         if target.qualifier:
             attributes["waddlebot.lambda.qualifier"] = target.qualifier
+        self._static[id(target)] = (target, invocation.region, name, attributes)
+        return name, attributes
+
+    def on_start(self, invocation: Invocation) -> None:
+        """Start the span, make it current, and put its context in the ClientContext."""
+        name, attributes = self._describe(invocation)
         span = self._tracer.start_span(
-            invoked_name(invocation),
-            kind=SpanKind.PRODUCER if event else SpanKind.CLIENT,
+            name,
+            kind=SpanKind.PRODUCER if invocation.invocation_type == "Event" else SpanKind.CLIENT,
             attributes=attributes,
         )
         invocation.extras[_SPAN_KEY] = span
         ctx = trace.set_span_in_context(span)
         invocation.extras[_ATTACHED_KEY] = otel_context.attach(ctx)
-        if self.propagate and invocation.invocation_type == "RequestResponse":
+        if not self.propagate or invocation.invocation_type != "RequestResponse":
+            return
+        if self._propagator is not None:
             carrier: dict[str, str] = {}
-            if self._propagator is not None:
-                self._propagator.inject(carrier, context=ctx)
-            else:
-                propagate.inject(carrier, context=ctx)
+            self._propagator.inject(carrier, context=ctx)
             invocation.client_context = merge_client_context(invocation.client_context, carrier)
+            return
+        span_context = span.get_span_context()
+        if not span_context.is_valid:
+            return
+        traceparent = (
+            f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-"
+            f"{span_context.trace_flags:02x}"
+        )
+        state = span_context.trace_state
+        if invocation.client_context is None and not state:
+            # The common case, without a JSON encoder: the value is plain hex and dashes.
+            document = '{"custom":{"traceparent":"' + traceparent + '"}}'
+            invocation.client_context = base64.b64encode(document.encode()).decode("ascii")
+            return
+        fields = {"traceparent": traceparent}
+        if state:
+            fields["tracestate"] = state.to_header()
+        invocation.client_context = merge_client_context(invocation.client_context, fields)
 
     def on_attempt(self, invocation: Invocation) -> None:
         """Nothing per attempt (retries get an event)."""
@@ -186,14 +212,15 @@ class TracingObserver:
                 logger.debug("could not restore the OpenTelemetry context", exc_info=True)
         if span is None:
             return
-        if invocation.aws_request_id:
-            span.set_attribute("aws.request_id", invocation.aws_request_id)
-        if invocation.executed_version:
-            span.set_attribute("waddlebot.lambda.executed_version", invocation.executed_version)
-        span.set_attribute("waddlebot.lambda.attempts", invocation.attempts)
         outcome = outcome_of(response)
-        span.set_attribute("waddlebot.lambda.outcome", outcome)
+        attributes: dict[str, str | int] = {
+            "waddlebot.lambda.attempts": invocation.attempts,
+            "waddlebot.lambda.outcome": outcome,
+        }
+        if invocation.aws_request_id:
+            attributes["aws.request_id"] = invocation.aws_request_id
         if not response.success and response.error_code not in _NOT_AN_ERROR:
-            span.set_attribute("error.type", outcome)
+            attributes["error.type"] = outcome
             span.set_status(Status(StatusCode.ERROR, response.error or outcome))
+        span.set_attributes(attributes)
         span.end()
