@@ -248,15 +248,20 @@ class FunctionPool:
         """Forget a killed environment."""
         self.all.discard(environment)
 
-    async def prewarm(self, count: int) -> None:
-        """Start ``count`` idle environments (init errors are left for the first call)."""
-        for _ in range(count - len(self.idle)):
-            try:
-                environment, _ = await Environment.start(self.spec, self._env)
-            except InitFailed:
-                return
+    async def prewarm(self, count: int, parallel: int = 4) -> None:
+        """Start idle environments up to ``count`` (init errors are left for the first call)."""
+        gate = asyncio.Semaphore(parallel)
+
+        async def one() -> None:
+            async with gate:
+                try:
+                    environment, _ = await Environment.start(self.spec, self._env)
+                except InitFailed:
+                    return
             self.all.add(environment)
             self.idle.append(environment)
+
+        await asyncio.gather(*(one() for _ in range(count - len(self.idle))))
 
     async def aclose(self) -> None:
         """Kill every environment of this function."""
