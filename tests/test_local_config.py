@@ -178,3 +178,11 @@ def test_faults_validate_their_values(kwargs: dict[str, float]) -> None:
     """Out-of-range fault settings are refused with the field named."""
     with pytest.raises(ConfigurationError, match=f"Faults.{next(iter(kwargs))}"):
         Faults(**kwargs)  # type: ignore[arg-type]
+
+
+def test_local_package_exports_exactly_its_all() -> None:
+    """module_sdk.local's public names are exactly __all__."""
+    import module_sdk.local as local
+
+    public = {name for name in dir(local) if not name.startswith("_")}
+    assert public == set(local.__all__)

@@ -487,3 +487,24 @@ async def test_runtime_errors_without_a_client_error_class_still_parse(tmp_path:
         with pytest.raises(client.exceptions.ResourceNotFoundException) as info:
             await client.invoke(FunctionName="missing")
     assert isinstance(info.value, ClientError)
+
+
+async def test_aclose_stops_a_running_event_and_its_worker(tmp_path: Path) -> None:
+    """Closing the runtime cancels a running Event call and kills the worker it occupies."""
+    directory = tmp_path / "fns"
+    directory.mkdir()
+    pid_file = tmp_path / "pid"
+    (directory / "sleeper.py").write_text(
+        "import os, time\n\n"
+        "def handler(event, context):\n"
+        f"    open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        "    time.sleep(30)\n"
+    )
+    async with LocalLambdaRuntime(directory) as rt, aio_client(rt.url) as client:
+        reply = await client.invoke(FunctionName="sleeper", InvocationType="Event")
+        assert reply["StatusCode"] == 202
+        while not pid_file.exists() or not pid_file.read_text():
+            await asyncio.sleep(0.01)
+        assert rt.in_flight("sleeper") == 1
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)

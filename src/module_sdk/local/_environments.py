@@ -117,6 +117,9 @@ class Environment:
         try:
             async with asyncio.timeout(INIT_TIMEOUT):
                 header, _ = await environment._read()
+        except asyncio.CancelledError:
+            environment.kill()  # not in any pool yet: nobody else would stop it
+            raise
         except TimeoutError:
             environment.kill()
             raise InitFailed(
@@ -192,6 +195,10 @@ class Environment:
         except TimeoutError:
             self.kill()
             raise TimedOut from None
+        except asyncio.CancelledError:
+            # Its reply would otherwise be read as the next call's: this worker is done.
+            self.kill()
+            raise
         return RunResult(
             body=payload,
             error=bool(reply.get("error")),
@@ -223,6 +230,7 @@ class FunctionPool:
         self.all: set[Environment] = set()
         self.active = 0
         """Calls currently holding (or starting) an environment of this function."""
+        self._reaping: set[asyncio.Future[None]] = set()
 
     async def acquire(self) -> tuple[Environment, bool, str]:
         """An environment for one call: ``(environment, cold_start, init_log)``."""
@@ -230,7 +238,7 @@ class FunctionPool:
             environment = self.idle.pop()
             if not environment.dead and environment.proc.returncode is None:
                 return environment, False, ""
-            self.all.discard(environment)
+            self.discard(environment)
         environment, init_log = await Environment.start(self.spec, self._env)
         self.all.add(environment)
         return environment, True, init_log
@@ -238,15 +246,17 @@ class FunctionPool:
     def release(self, environment: Environment) -> None:
         """Give an environment back after a call (a dead one is dropped)."""
         if environment.dead or environment.proc.returncode is not None:
-            self.all.discard(environment)
-            if not environment.dead:
-                environment.kill()
+            self.discard(environment)
             return
         self.idle.append(environment)
 
     def discard(self, environment: Environment) -> None:
-        """Forget a killed environment."""
-        self.all.discard(environment)
+        """Drop an environment: kill it and reap its process in the background."""
+        if environment in self.all:
+            self.all.discard(environment)
+            task = asyncio.ensure_future(environment.aclose())
+            self._reaping.add(task)
+            task.add_done_callback(self._reaping.discard)
 
     async def prewarm(self, count: int, parallel: int = 4) -> None:
         """Start idle environments up to ``count`` (init errors are left for the first call)."""
@@ -268,7 +278,9 @@ class FunctionPool:
         environments = list(self.all)
         self.all.clear()
         self.idle.clear()
-        await asyncio.gather(*(e.aclose() for e in environments), return_exceptions=True)
+        await asyncio.gather(
+            *(e.aclose() for e in environments), *self._reaping, return_exceptions=True
+        )
 
 
 def base_environment() -> dict[str, str]:

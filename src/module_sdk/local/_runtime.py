@@ -242,6 +242,7 @@ class LocalLambdaRuntime:
             name: FunctionPool(spec, self._base_env) for name, spec in specs.items()
         }
         self._active = 0
+        self._retired: list[FunctionPool] = []
         self._freed = asyncio.Event()
         self._events: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
@@ -266,8 +267,10 @@ class LocalLambdaRuntime:
         old = self._pools.get(spec.name)
         self._pools[spec.name] = FunctionPool(spec, self._base_env)
         if old is not None:
+            # Calls in progress on the old definition fail as crashes; new calls start fresh.
             for environment in list(old.all):
-                environment.kill()
+                old.discard(environment)
+            self._retired.append(old)
 
     def set_faults(self, faults: Faults | None, function: str | None = None) -> None:
         """Change the global faults (``function=None``) or one function's (None clears)."""
@@ -310,7 +313,8 @@ class LocalLambdaRuntime:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        await asyncio.gather(*(p.aclose() for p in self._pools.values()))
+        pools = [*self._pools.values(), *self._retired]
+        await asyncio.gather(*(p.aclose() for p in pools))
 
     async def __aenter__(self) -> LocalLambdaRuntime:
         try:
