@@ -467,6 +467,36 @@ async def test_cli_replay(
     assert (kept.id, kept.replay_attempts) == (second.id, 1)
 
 
+async def test_cli_reads_an_sqs_queue_from_the_environment(
+    scripted: ScriptedLambdaServer,
+    moto_lambda: MotoLambda,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With $WADDLEBOT_DLQ_SQS_QUEUE_URL set, list and show read the SQS queue."""
+    import boto3
+
+    sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=moto_lambda.url)
+    url = sqs.create_queue(QueueName=f"dlq-{uuid.uuid4().hex[:12]}")["QueueUrl"]
+    sqs.close()
+    sink = SQSDeadLetterSink(url, region="us-east-1", receive_wait_seconds=0)
+    scripted.script("dice", THROTTLE)
+    async with adapter_for(
+        scripted, invocation_type="Event", max_retries=0, dead_letter=sink
+    ) as adapter:
+        response = await adapter.execute_async(request())
+    await sink.aclose()
+    assert response.data is not None
+    entry_id = response.data["dead_letter_id"]
+    monkeypatch.setenv("WADDLEBOT_DLQ_SQS_QUEUE_URL", url)
+    capsys.readouterr()
+    options = ("--sqs-region", "us-east-1", "--sqs-wait-seconds", "0")
+    assert await run_cli("dlq", "list", *options) == 0
+    assert entry_id in capsys.readouterr().out
+    assert await run_cli("dlq", "show", entry_id, *options) == 0
+    assert json.loads(capsys.readouterr().out)["error_code"] == "throttled"
+
+
 async def test_cli_missing_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A path with no database is a one-line error naming --sqlite, not a new empty file."""
     missing = tmp_path / "none.sqlite3"

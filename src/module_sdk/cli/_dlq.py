@@ -39,6 +39,13 @@ def register(subparsers: Any) -> None:
     sink.add_argument(
         "--sqs-endpoint-url", metavar="URL", help="another SQS endpoint (LocalStack, moto)"
     )
+    sink.add_argument(
+        "--sqs-wait-seconds",
+        type=int,
+        default=1,
+        metavar="S",
+        help="long-polling wait of the last, empty receive of a scan (0-20, default 1)",
+    )
 
     parser = subparsers.add_parser(
         "dlq",
@@ -120,7 +127,10 @@ def _open_sink(args: argparse.Namespace) -> Any:
         queue_url = os.environ.get(ENV_SQS_QUEUE_URL) or None
     if queue_url:
         return SQSDeadLetterSink(
-            queue_url, region=args.sqs_region, endpoint_url=args.sqs_endpoint_url
+            queue_url,
+            region=args.sqs_region,
+            endpoint_url=args.sqs_endpoint_url,
+            receive_wait_seconds=args.sqs_wait_seconds,
         )
     path = Path(args.sqlite or os.environ.get(ENV_SQLITE) or DEFAULT_SQLITE_PATH)
     if not path.exists():
