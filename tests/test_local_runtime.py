@@ -508,3 +508,42 @@ async def test_aclose_stops_a_running_event_and_its_worker(tmp_path: Path) -> No
         assert rt.in_flight("sleeper") == 1
     with pytest.raises(ProcessLookupError):
         os.kill(int(pid_file.read_text()), 0)
+
+
+async def test_event_waits_for_capacity_instead_of_being_throttled(tmp_path: Path) -> None:
+    """An Event beyond reserved concurrency is accepted (202) and runs once a slot frees."""
+    toml = "[functions.slow]\nreserved_concurrency = 1\n"
+    event = json.dumps({"sleep": 0, "request_id": "queued-1"}).encode()
+    async with _runtime(tmp_path, ["slow"], toml) as rt:
+        busy = await _hold(rt, "slow", 0.5)
+        async with aio_client(rt.url) as client:
+            reply = await client.invoke(FunctionName="slow", InvocationType="Event", Payload=event)
+        assert reply["StatusCode"] == 202
+        assert rt.stats.request_ids["queued-1"] == 0
+        await busy
+        await rt.wait_for_events(timeout=10)
+        assert rt.stats.request_ids["queued-1"] == 1
+        assert rt.stats.throttles["slow"] == 0
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({"X-Amz-Invocation-Type": "Later"}, "at 'invocationType'"),
+        ({"X-Amz-Log-Type": "All"}, "at 'logType'"),
+    ],
+    ids=["invocation-type", "log-type"],
+)
+async def test_invalid_headers_are_400(
+    tmp_path: Path, headers: dict[str, str], message: str
+) -> None:
+    """Header values outside the API's enums answer InvalidParameterValueException."""
+    import aiohttp
+
+    async with _runtime(tmp_path, ["echo"]) as rt, aiohttp.ClientSession() as session:
+        url = f"{rt.url}/2015-03-31/functions/echo/invocations"
+        async with session.post(url, data=b"{}", headers=headers) as reply:
+            body = await reply.json()
+            assert reply.status == 400
+            assert reply.headers["x-amzn-ErrorType"] == "InvalidParameterValueException"
+    assert message in body["message"]
