@@ -63,10 +63,15 @@ HANDLERS: dict[str, str] = {
             return {"success": True, "message": "async"}
     """,
     "slow": """
-        import time
+        import os, time
 
         def handler(event, context):
-            time.sleep(event.get("sleep", 0.3))
+            gate = event.get("gate")
+            if gate:  # held until the test creates the file: no timing assumptions
+                while not os.path.exists(gate):
+                    time.sleep(0.005)
+            else:
+                time.sleep(event.get("sleep", 0.3))
             return {"success": True}
     """,
     "chatty": """

@@ -254,29 +254,32 @@ async def test_bad_client_context_is_400(tmp_path: Path) -> None:
     assert [r["error"]["Code"] for r in results] == ["InvalidRequestContentException"] * 2
 
 
-async def _hold(rt: LocalLambdaRuntime, function: str, seconds: float) -> asyncio.Task[Any]:
-    """Start a call that keeps ``function`` busy for ``seconds``; return once it runs."""
+async def _hold(rt: LocalLambdaRuntime, function: str, gate: Path) -> asyncio.Task[Any]:
+    """Start a call that keeps ``function`` busy until ``gate`` exists; return once it runs."""
 
     async def call() -> Any:
         async with aio_client(rt.url) as client:
             response = await client.invoke(
-                FunctionName=function, Payload=json.dumps({"sleep": seconds}).encode()
+                FunctionName=function, Payload=json.dumps({"gate": str(gate)}).encode()
             )
             async with response["Payload"] as stream:
                 return await stream.read()
 
     task = asyncio.create_task(call())
-    while rt.in_flight(function) == 0:
-        await asyncio.sleep(0.01)
+    async with asyncio.timeout(30):
+        while rt.in_flight(function) == 0:
+            await asyncio.sleep(0.01)
     return task
 
 
 async def test_reserved_concurrency_throttles_with_429(tmp_path: Path) -> None:
     """A call beyond reserved concurrency gets 429 with Reason and Retry-After, not a queue."""
-    toml = "[functions.slow]\nreserved_concurrency = 1\n"
+    toml = "[functions.slow]\nreserved_concurrency = 1\ntimeout = 60\n"
+    gate = tmp_path / "gate"
     async with _runtime(tmp_path, ["slow"], toml, throttle_retry_after=2) as rt:
-        busy = await _hold(rt, "slow", 1.0)
+        busy = await _hold(rt, "slow", gate)
         results = await invoke_both(rt.url, FunctionName="slow", Payload=b"{}")
+        gate.touch()
         assert json.loads(await busy) == {"success": True}
         assert rt.stats.throttles["slow"] == 2
         assert rt.stats.invocations["slow"] == 1
@@ -300,9 +303,12 @@ async def test_reserved_concurrency_zero_always_throttles(tmp_path: Path) -> Non
 
 async def test_overall_concurrency_limit(tmp_path: Path) -> None:
     """Beyond the runtime's concurrency_limit: 429 ConcurrentInvocationLimitExceeded."""
-    async with _runtime(tmp_path, ["slow", "echo"], concurrency_limit=1) as rt:
-        busy = await _hold(rt, "slow", 1.0)
+    toml = "[functions.slow]\ntimeout = 60\n"
+    gate = tmp_path / "gate"
+    async with _runtime(tmp_path, ["slow", "echo"], toml, concurrency_limit=1) as rt:
+        busy = await _hold(rt, "slow", gate)
         results = await invoke_both(rt.url, FunctionName="echo", Payload=b"{}")
+        gate.touch()
         await busy
     for result in results:
         assert result["error"]["Body"]["Reason"] == "ConcurrentInvocationLimitExceeded"
@@ -421,12 +427,15 @@ async def test_dropped_connection(tmp_path: Path) -> None:
 
 async def test_slow_reply_exceeds_the_read_timeout_after_the_run(tmp_path: Path) -> None:
     """A slow reply makes the client time out although the function ran."""
-    faults = Faults(slow_rate=1.0, slow_seconds=1.0)
+    faults = Faults(slow_rate=1.0, slow_seconds=3.0)
     event = json.dumps({"request_id": "sess-slow"}).encode()
-    async with _runtime(tmp_path, ["echo"], faults=faults) as rt:
-        async with aio_client(rt.url, read_timeout=0.2) as client:
+    async with _runtime(tmp_path, ["echo"], faults=faults, prewarm=1) as rt:
+        async with aio_client(rt.url, read_timeout=0.5) as client:
             with pytest.raises(ReadTimeoutError):
                 await client.invoke(FunctionName="echo", Payload=event)
+        async with asyncio.timeout(10):
+            while rt.stats.faults["slow"] == 0:  # the run is over, the reply still held
+                await asyncio.sleep(0.01)
         assert rt.stats.invocations["echo"] == 1
         assert rt.stats.request_ids["sess-slow"] == 1
         assert rt.stats.faults["slow"] == 1
@@ -452,12 +461,15 @@ async def test_drop_after_run_retries_show_as_duplicates(tmp_path: Path) -> None
 
 async def test_a_hang_does_not_block_other_calls(tmp_path: Path) -> None:
     """While one worker hangs, other calls to the same function run in other workers."""
-    toml = "[functions.slow]\ntimeout = 5\n"
+    toml = "[functions.slow]\ntimeout = 60\n"
+    gate = tmp_path / "gate"
     async with _runtime(tmp_path, ["slow"], toml) as rt:
-        busy = await _hold(rt, "slow", 2.0)
+        busy = await _hold(rt, "slow", gate)
         results = await invoke_both(rt.url, FunctionName="slow", Payload=b'{"sleep": 0}')
-        assert rt.stats.cold_starts["slow"] >= 2
-        busy.cancel()
+        assert rt.stats.cold_starts["slow"] == 2
+        assert rt.in_flight("slow") == 1
+        gate.touch()
+        await busy
     assert [r["StatusCode"] for r in results] == [200, 200]
 
 
@@ -512,14 +524,16 @@ async def test_aclose_stops_a_running_event_and_its_worker(tmp_path: Path) -> No
 
 async def test_event_waits_for_capacity_instead_of_being_throttled(tmp_path: Path) -> None:
     """An Event beyond reserved concurrency is accepted (202) and runs once a slot frees."""
-    toml = "[functions.slow]\nreserved_concurrency = 1\n"
+    toml = "[functions.slow]\nreserved_concurrency = 1\ntimeout = 60\n"
     event = json.dumps({"sleep": 0, "request_id": "queued-1"}).encode()
+    gate = tmp_path / "gate"
     async with _runtime(tmp_path, ["slow"], toml) as rt:
-        busy = await _hold(rt, "slow", 0.5)
+        busy = await _hold(rt, "slow", gate)
         async with aio_client(rt.url) as client:
             reply = await client.invoke(FunctionName="slow", InvocationType="Event", Payload=event)
         assert reply["StatusCode"] == 202
         assert rt.stats.request_ids["queued-1"] == 0
+        gate.touch()
         await busy
         await rt.wait_for_events(timeout=10)
         assert rt.stats.request_ids["queued-1"] == 1
