@@ -14,7 +14,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -316,7 +316,7 @@ class LocalLambdaRuntime:
         pools = [*self._pools.values(), *self._retired]
         await asyncio.gather(*(p.aclose() for p in pools))
 
-    async def __aenter__(self) -> LocalLambdaRuntime:
+    async def __aenter__(self) -> Self:
         try:
             await self.start()
         except BaseException:
