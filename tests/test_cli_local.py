@@ -266,3 +266,15 @@ def test_installed_script_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
             proc.stderr.close()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_invoke_uses_the_standard_aws_configuration(
+    runtime: RuntimeThread, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --endpoint-url or --region, botocore's environment settings apply."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", runtime.url)
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    status = main(["invoke", "eightball", "--command", "!8ball", "ready?", "--json"])
+    document = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert document["message"].startswith("8-ball: ")

@@ -13,6 +13,8 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from module_sdk._models import ExecuteRequest, ExecuteResponse
+from module_sdk.errors import InvocationError
+from module_sdk.resilience.pipeline import Invocation
 
 __all__ = ["AttemptTrace", "format_response", "register"]
 
@@ -37,19 +39,19 @@ class AttemptTrace:
         if self.stream is not None:
             print(text, file=self.stream, flush=True)
 
-    def on_start(self, invocation: Any) -> None:
+    def on_start(self, invocation: Invocation) -> None:
         """A call begins."""
         self._say(
             f"-> {invocation.target.display_name} ({invocation.invocation_type}, "
             f"region {invocation.region}, session {invocation.session_id})"
         )
 
-    def on_attempt(self, invocation: Any) -> None:
+    def on_attempt(self, invocation: Invocation) -> None:
         """One network attempt."""
         self.attempts[invocation.session_id] = invocation.attempts
         self._say(f"   attempt {invocation.attempts}")
 
-    def on_retry(self, invocation: Any, error: Any, delay: float) -> None:
+    def on_retry(self, invocation: Invocation, error: InvocationError, delay: float) -> None:
         """A failed attempt that will be retried."""
         text = f"attempt {invocation.attempts} failed: {error.reason} ({error.error_code.value})"
         if error.retry_after is not None:
@@ -58,7 +60,7 @@ class AttemptTrace:
         self.retries.setdefault(invocation.session_id, []).append(text)
         self._say(f"   {text}")
 
-    def on_finish(self, invocation: Any, response: ExecuteResponse, duration: float) -> None:
+    def on_finish(self, invocation: Invocation, response: ExecuteResponse, duration: float) -> None:
         """The final answer."""
         self.durations[invocation.session_id] = duration
         self.request_ids[invocation.session_id] = invocation.aws_request_id
