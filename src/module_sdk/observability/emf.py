@@ -31,7 +31,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Protocol
 
 from module_sdk.errors import ConfigurationError, ErrorCode
 from module_sdk.observability._common import (
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from module_sdk.errors import InvocationError
     from module_sdk.resilience.pipeline import Invocation
 
-__all__ = ["DEFAULT_NAMESPACE", "DIMENSION_NAMES", "METRICS", "EmfObserver"]
+__all__ = ["DEFAULT_NAMESPACE", "DIMENSION_NAMES", "METRICS", "EmfObserver", "TextSink"]
 
 DEFAULT_NAMESPACE = "WaddleBot/Lambda"
 DIMENSION_NAMES = ("Function", "InvocationType", "Outcome", "Region")
@@ -71,6 +71,14 @@ _THROTTLED = ErrorCode.THROTTLED
 
 def _dumps(value: object) -> str:
     return json.dumps(value, separators=(",", ":"))
+
+
+class TextSink(Protocol):
+    """Anything with ``write(str)``: ``sys.stdout``, a file, ``io.StringIO``..."""
+
+    def write(self, text: str, /) -> object:
+        """Write ``text``."""
+        ...
 
 
 def _check_namespace(namespace: object) -> str:
@@ -123,7 +131,7 @@ class EmfObserver:
 
     def __init__(
         self,
-        stream: TextIO | None = None,
+        stream: TextSink | None = None,
         *,
         logger: logging.Logger | None = None,
         namespace: str = DEFAULT_NAMESPACE,

@@ -9,8 +9,10 @@
 Each ``execute_async`` becomes one span following the FaaS client conventions: kind CLIENT
 (PRODUCER for ``Event`` calls), ``faas.invoked_name``, ``faas.invoked_provider="aws"``,
 ``faas.invoked_region`` and, once Lambda answers, ``aws.request_id``. Every retry adds a
-``retry`` event with its attempt, reason, error code and delay. The status is ERROR with the
-error code in ``error.type`` for every failure except a business answer (``module_error``).
+``retry`` event with its attempt, reason, error code and delay, and a call that took other
+than one attempt says how many (``waddlebot.lambda.attempts``). The status is ERROR with the
+error code in ``error.type`` for every failure except a business answer, which is marked
+``waddlebot.lambda.outcome="module_error"`` instead.
 
 The span is the current span while the call runs, so spans made below it (an instrumented
 HTTP client) become its children. Its context reaches the function through the Invoke
@@ -212,15 +214,20 @@ class TracingObserver:
                 logger.debug("could not restore the OpenTelemetry context", exc_info=True)
         if span is None:
             return
-        outcome = outcome_of(response)
-        attributes: dict[str, str | int] = {
-            "waddlebot.lambda.attempts": invocation.attempts,
-            "waddlebot.lambda.outcome": outcome,
-        }
+        # Only what a plain first-attempt success does not already say: each attribute
+        # costs microseconds in the SDK, and most calls are plain successes.
+        attributes: dict[str, str | int] = {}
         if invocation.aws_request_id:
             attributes["aws.request_id"] = invocation.aws_request_id
-        if not response.success and response.error_code not in _NOT_AN_ERROR:
-            attributes["error.type"] = outcome
-            span.set_status(Status(StatusCode.ERROR, response.error or outcome))
-        span.set_attributes(attributes)
+        if invocation.attempts != 1:
+            attributes["waddlebot.lambda.attempts"] = invocation.attempts
+        if not response.success:
+            outcome = outcome_of(response)
+            if response.error_code in _NOT_AN_ERROR:
+                attributes["waddlebot.lambda.outcome"] = outcome
+            else:
+                attributes["error.type"] = outcome
+                span.set_status(Status(StatusCode.ERROR, response.error or outcome))
+        if attributes:
+            span.set_attributes(attributes)
         span.end()
