@@ -561,3 +561,22 @@ async def test_invalid_headers_are_400(
             assert reply.status == 400
             assert reply.headers["x-amzn-ErrorType"] == "InvalidParameterValueException"
     assert message in body["message"]
+
+
+async def test_endless_output_is_capped(tmp_path: Path) -> None:
+    """A handler printing megabytes keeps only the newest output in its log."""
+    directory = tmp_path / "fns"
+    directory.mkdir()
+    (directory / "flood.py").write_text(
+        "def handler(event, context):\n"
+        "    for i in range(20000):\n"
+        "        print(f'{i:06d}', 'y' * 100)\n"
+        "    return {'success': True}\n"
+    )
+    async with LocalLambdaRuntime(directory) as rt, aio_client(rt.url) as client:
+        reply = await client.invoke(FunctionName="flood", LogType="Tail")
+        assert "FunctionError" not in reply
+        log = rt.history[-1].log
+    assert len(log) < 300 * 1024
+    assert "[... earlier output dropped ...]" in log
+    assert "019999 " in base64.b64decode(reply["LogResult"]).decode()

@@ -28,6 +28,9 @@ from typing import Any
 
 _HEAD = struct.Struct(">II")
 _LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+_LOG_KEEP = 256 * 1024
+"""Characters of a call's output kept for its log (the newest ones)."""
+_DROPPED = "[... earlier output dropped ...]\n"
 
 
 class _Capture:
@@ -38,9 +41,18 @@ class _Capture:
 
     def __init__(self) -> None:
         self.parts: list[str] = []
+        self.size = 0
+        self.dropped = False
 
     def write(self, text: str) -> int:
         self.parts.append(text)
+        self.size += len(text)
+        if self.size > 2 * _LOG_KEEP:
+            # Only the tail is ever shown (Lambda returns the last 4 KB): a handler that
+            # prints without end must not grow the worker without end either.
+            self.parts = [self.text()]
+            self.size = _LOG_KEEP
+            self.dropped = True
         return len(text)
 
     def writelines(self, lines: Any) -> None:
@@ -57,7 +69,11 @@ class _Capture:
         return 2
 
     def text(self) -> str:
-        return "".join(self.parts)
+        joined = "".join(self.parts)
+        if self.dropped or len(joined) > _LOG_KEEP:
+            self.dropped = True
+            return _DROPPED + joined[-_LOG_KEEP:].removeprefix(_DROPPED)
+        return joined
 
 
 class _LambdaLogHandler(logging.Handler):
