@@ -580,3 +580,15 @@ async def test_endless_output_is_capped(tmp_path: Path) -> None:
     assert len(log) < 300 * 1024
     assert "[... earlier output dropped ...]" in log
     assert "019999 " in base64.b64decode(reply["LogResult"]).decode()
+
+
+async def test_a_worker_that_cannot_start_is_a_service_exception(tmp_path: Path) -> None:
+    """If a worker cannot even be started, the call gets an AWS-shaped 500, not a crash."""
+    spec = FunctionSpec(name="gone", handler="gone.handler", code_dir=tmp_path / "missing")
+    async with LocalLambdaRuntime(functions=[spec]) as rt:
+        results = await invoke_both(rt.url, FunctionName="gone")
+        assert rt.stats.outcomes["runtime_error"] == 2
+    for result in results:
+        assert result["error"]["Code"] == "ServiceException"
+        assert result["error"]["HTTPStatusCode"] == 500
+        assert "FileNotFoundError" in result["error"]["Message"]

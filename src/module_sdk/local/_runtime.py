@@ -72,6 +72,7 @@ class RuntimeStats:
         outcomes: replies per outcome: ``success``, ``function_error`` (the handler
             raised or its reply could not be sent), ``timeout``, ``crash``, ``init_error``,
             ``throttled``, ``not_found``, ``invalid_request``, ``too_large``, ``fault``,
+            ``runtime_error`` (a worker could not be started),
             ``dropped``, ``dry_run``, ``event_accepted``, and ``event_<outcome>`` for each
             Event run.
         throttles: concurrency throttles (429) per function.
@@ -401,6 +402,20 @@ class LocalLambdaRuntime:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         request_id = str(uuid.uuid4())
+        try:
+            return await self._invoke(request, request_id)
+        except Exception as exc:  # a runtime bug or no resources (processes, memory)
+            logger.exception("the local runtime failed to handle a call")
+            error = _AwsError(
+                500,
+                "ServiceException",
+                f"The local runtime failed: {type(exc).__name__}: {exc}",
+                "runtime_error",
+                message_key="Message",
+            )
+            return self._error_response(error, request_id)
+
+    async def _invoke(self, request: web.Request, request_id: str) -> web.StreamResponse:
         try:
             call = await self._parse(request, request_id)
         except _AwsError as error:
