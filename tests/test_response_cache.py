@@ -192,7 +192,7 @@ def test_cache_needs_synchronous_invocations() -> None:
 
 
 def test_builtin_policies_are_ordered_rate_limit_cache_breaker_retry() -> None:
-    """The pipeline is user policies, rate limit, cache, breaker, then retry."""
+    """The built-ins run as one step (rate limit, cache, breaker) before the retry loop."""
     adapter = LambdaAdapter(
         "helpdesk-order",
         "us-east-1",
@@ -201,13 +201,9 @@ def test_builtin_policies_are_ordered_rate_limit_cache_breaker_retry() -> None:
         cache=ResponseCacheConfig(commands={"!help": 5}),
         circuit_breaker=True,
     )
-    kinds = [type(p) for p in adapter._policies]
-    assert kinds == [
-        RateLimitPolicy,
-        ResponseCachePolicy,
-        CircuitBreakerPolicy,
-        type(adapter._retry),
-    ]
+    assert adapter._policies == (adapter._builtin, adapter._retry)
+    kinds = [type(p) for p in adapter._builtin.ordered]
+    assert kinds == [RateLimitPolicy, ResponseCachePolicy, CircuitBreakerPolicy]
 
 
 async def test_cache_hit_is_served_while_the_breaker_is_open() -> None:

@@ -313,7 +313,7 @@ class LambdaAdapter(BaseAdapter):
         )
         if self._builtin.breaker is not None:
             self.health_window.circuit_state = self._builtin.breaker.state_name
-        self._policies: tuple[Policy, ...] = (*policies, *self._builtin.ordered, self._retry)
+        self._policies: tuple[Policy, ...] = (*policies, *self._builtin.steps, self._retry)
         self._handler: Handler = compose(self._policies, self._attempt)
         logger.info(
             "LambdaAdapter initialized for module '%s' with function '%s' in region '%s'",

@@ -75,6 +75,10 @@ class Outcome(StrEnum):
     IGNORED = "ignored"
 
 
+# Enum attribute lookups cost a descriptor call each on Python 3.11; the hot paths use these.
+_CLOSED, _OPEN, _HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
+_SUCCESS, _FAILURE, _IGNORED = Outcome.SUCCESS, Outcome.FAILURE, Outcome.IGNORED
+
 DEFAULT_FAILURE_CODES: frozenset[str] = frozenset(
     code.value
     for code in (
@@ -168,15 +172,15 @@ class CircuitBreakerConfig:
     def classify(self, error_code: str | None, attempts: int) -> Outcome:
         """Count a finished call: success, failure, or not at all."""
         if error_code is None:
-            return Outcome.SUCCESS
+            return _SUCCESS
         if error_code in _NEVER_COUNTED:
-            return Outcome.IGNORED
+            return _IGNORED
         if error_code in self.failure_codes:
             # The deadline ran out before anything was sent: says nothing of the function.
             if attempts == 0:
-                return Outcome.IGNORED
-            return Outcome.FAILURE
-        return Outcome.SUCCESS
+                return _IGNORED
+            return _FAILURE
+        return _SUCCESS
 
 
 def _positive_int(name: str, value: object) -> None:
@@ -198,6 +202,9 @@ class Permit:
     """When refused: seconds until a trial may be let through."""
 
 
+_CLOSED_PERMIT = Permit(True, _CLOSED)
+
+
 class BreakerState:
     """One function's breaker in this process (the reference state machine)."""
 
@@ -213,7 +220,7 @@ class BreakerState:
     )
 
     def __init__(self) -> None:
-        self.state = CircuitState.CLOSED
+        self.state = _CLOSED
         self.window: deque[bool] = deque()
         self.failures = 0
         self.consecutive = 0
@@ -223,7 +230,7 @@ class BreakerState:
         self.last_permit = 0.0
 
     def _open(self, now: float) -> None:
-        self.state = CircuitState.OPEN
+        self.state = _OPEN
         self.opened_at = now
         self.in_flight = 0
         self.trial_successes = 0
@@ -236,13 +243,13 @@ class BreakerState:
 
     def allow(self, config: CircuitBreakerConfig, now: float) -> Permit:
         """May a call go now? (A half-open trial takes one of the trial slots.)"""
-        if self.state is CircuitState.CLOSED:
-            return Permit(True, CircuitState.CLOSED)
-        if self.state is CircuitState.OPEN:
+        if self.state is _CLOSED:
+            return _CLOSED_PERMIT
+        if self.state is _OPEN:
             reopen_at = self.opened_at + config.open_duration
             if now < reopen_at:
-                return Permit(False, CircuitState.OPEN, retry_after=reopen_at - now)
-            self.state = CircuitState.HALF_OPEN
+                return Permit(False, _OPEN, retry_after=reopen_at - now)
+            self.state = _HALF_OPEN
             self.in_flight = 0
             self.trial_successes = 0
         # HALF_OPEN. A trial whose result never came back (a crashed process) frees its slot
@@ -252,30 +259,30 @@ class BreakerState:
         if self.in_flight < config.half_open_max_calls:
             self.in_flight += 1
             self.last_permit = now
-            return Permit(True, CircuitState.HALF_OPEN, trial=True)
+            return Permit(True, _HALF_OPEN, trial=True)
         retry_after = max(0.0, self.last_permit + config.open_duration - now)
-        return Permit(False, CircuitState.HALF_OPEN, retry_after=retry_after)
+        return Permit(False, _HALF_OPEN, retry_after=retry_after)
 
     def record(
         self, config: CircuitBreakerConfig, now: float, outcome: Outcome, trial: bool
     ) -> CircuitState:
-        """Count a finished call; return the state after it."""
+        """Count a finished call; return the state after it (``now`` stamps an opening)."""
         if trial:
-            if self.state is not CircuitState.HALF_OPEN:
+            if self.state is not _HALF_OPEN:
                 return self.state
             self.in_flight = max(0, self.in_flight - 1)
-            if outcome is Outcome.FAILURE:
+            if outcome is _FAILURE:
                 self._open(now)
-            elif outcome is Outcome.SUCCESS:
+            elif outcome is _SUCCESS:
                 self.trial_successes += 1
                 if self.trial_successes >= config.half_open_max_calls:
-                    self.state = CircuitState.CLOSED
+                    self.state = _CLOSED
                     self.in_flight = 0
                     self._reset_window()
             return self.state
-        if self.state is not CircuitState.CLOSED or outcome is Outcome.IGNORED:
+        if self.state is not _CLOSED or outcome is _IGNORED:
             return self.state  # a call let through before the breaker opened: too late
-        failed = outcome is Outcome.FAILURE
+        failed = outcome is _FAILURE
         self.window.append(failed)
         self.failures += failed
         if len(self.window) > config.window_size:
@@ -378,7 +385,7 @@ class CircuitBreakerPolicy:
             self._store: BreakerStore = PROCESS_BREAKERS
         else:
             self._store = state.breaker_store()
-        self._last_seen = CircuitState.CLOSED
+        self._last_seen = _CLOSED
 
     @property
     def state(self) -> CircuitState:
@@ -401,7 +408,11 @@ class CircuitBreakerPolicy:
         config = self.config
         memory = self._memory
         if memory is not None:
-            permit = memory.allow(config, self.clock.monotonic())
+            # Closed needs no clock reading: the common case stays cheap.
+            state = memory.state
+            permit = (
+                _CLOSED_PERMIT if state is _CLOSED else memory.allow(config, self.clock.monotonic())
+            )
         else:
             permit = await self._store.allow(self.key, config, self._now())
             self._last_seen = permit.state
@@ -414,7 +425,7 @@ class CircuitBreakerPolicy:
             )
         if permit.trial:
             invocation.extras["circuit_trial"] = True
-        outcome = Outcome.IGNORED
+        outcome = _IGNORED
         try:
             response = await call_next(invocation)
             outcome = config.classify(response.error_code, invocation.attempts)
@@ -425,11 +436,12 @@ class CircuitBreakerPolicy:
         finally:
             # Cancellation and unexpected errors stay IGNORED (but free a trial slot).
             if memory is not None:
-                before = memory.state
-                after = memory.record(config, self.clock.monotonic(), outcome, permit.trial)
-                if after is not before:
-                    self._log_change(before, after)
-            elif outcome is not Outcome.IGNORED or permit.trial:
+                # Only an opening is time-stamped, so only a failure needs the clock.
+                now = self.clock.monotonic() if outcome is _FAILURE else 0.0
+                after = memory.record(config, now, outcome, permit.trial)
+                if after is not permit.state:
+                    self._log_change(permit.state, after)
+            elif outcome is not _IGNORED or permit.trial:
                 before = self._last_seen
                 try:
                     self._last_seen = await self._store.record(
@@ -442,5 +454,5 @@ class CircuitBreakerPolicy:
                         self._log_change(before, self._last_seen)
 
     def _log_change(self, before: CircuitState, after: CircuitState) -> None:
-        log = logger.warning if after is CircuitState.OPEN else logger.info
+        log = logger.warning if after is _OPEN else logger.info
         log("circuit breaker %r: %s -> %s", self.key, before.value, after.value)

@@ -6,8 +6,8 @@ with the same args from the same user in the same community hits. Only successfu
 synchronous (``RequestResponse``) calls are stored. A hit is a fresh object decoded from the
 stored JSON (no mutable object is ever shared between hits) with ``data["cache_hit"] = True``.
 
-In-process entries live in a bounded LRU with a per-entry expiry (cachetools' ``TLRUCache``
-driven by the injected clock); Redis entries expire with their TTL (bound the whole cache
+In-process entries live in a bounded LRU (cachetools' ``LRUCache``) with a per-entry expiry
+checked against the injected clock; Redis entries expire with their TTL (bound the whole cache
 there with the server's ``maxmemory`` / ``allkeys-lru`` policy).
 """
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from cachetools import TLRUCache
+from cachetools import LRUCache
 
 from module_sdk._models import ExecuteResponse
 from module_sdk.errors import ConfigurationError
@@ -99,25 +99,35 @@ class ResponseCacheConfig:
 
 
 def cache_key(target: FunctionTarget, region: str, payload: Mapping[str, Any]) -> str:
-    """A SHA-256 hex key over the function and the event minus its per-request fields."""
+    """A SHA-256 hex key over the function and the event minus its per-request fields.
+
+    Keys are not sorted: the event is built in a fixed order, and two equal events built in
+    different orders would only miss, never hit wrongly.
+    """
     stable = {k: v for k, v in payload.items() if k not in EXCLUDED_FIELDS}
-    text = json.dumps(
-        [region, target.function_name, target.qualifier, stable],
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        default=str,
-    )
+    text = _dumps([region, target.function_name, target.qualifier, stable])
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+_dumps_strict = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def encode_response(response: ExecuteResponse) -> str:
     """The JSON stored for a reply (per-call details removed)."""
-    record = response.to_dict()
-    data = record.get("data")
-    if isinstance(data, dict) and any(k in data for k in _PER_CALL_DATA):
-        record["data"] = {k: v for k, v in data.items() if k not in _PER_CALL_DATA}
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+    data = response.data
+    if data and any(k in data for k in _PER_CALL_DATA):
+        data = {k: v for k, v in data.items() if k not in _PER_CALL_DATA}
+    return _dumps_strict(
+        {
+            "success": response.success,
+            "message": response.message,
+            "data": data,
+            "error": response.error,
+            "targets": response.targets,
+            "error_code": response.error_code,
+        }
+    )
 
 
 def decode_hit(text: str | bytes) -> ExecuteResponse:
@@ -148,12 +158,14 @@ class CacheStore(Protocol):
 
 
 class MemoryCacheStore:
-    """A bounded in-process LRU whose entries expire on the injected clock."""
+    """A bounded in-process LRU (cachetools ``LRUCache``); entries expire on the injected clock.
+
+    An expired entry is dropped when it is next read, or pushed out by newer ones.
+    """
 
     def __init__(self, max_entries: int, clock: Clock) -> None:
-        self._entries: TLRUCache[str, tuple[float, str]] = TLRUCache(
-            maxsize=max_entries, ttu=_expiry, timer=clock.monotonic
-        )
+        self._entries: LRUCache[str, tuple[float, str]] = LRUCache(maxsize=max_entries)
+        self._clock = clock
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -161,7 +173,12 @@ class MemoryCacheStore:
     def get_now(self, key: str) -> str | None:
         """The stored JSON, or None (expired entries are never returned)."""
         entry = self._entries.get(key)
-        return None if entry is None else entry[1]
+        if entry is None:
+            return None
+        if self._clock.monotonic() < entry[0]:
+            return entry[1]
+        self._entries.pop(key, None)
+        return None
 
     def set_now(self, key: str, value: str, ttl: float, now: float) -> None:
         """Store ``value`` until ``now + ttl``."""
@@ -174,10 +191,6 @@ class MemoryCacheStore:
     async def set(self, key: str, value: str, ttl: float, now: float) -> None:
         """See :meth:`set_now`."""
         self.set_now(key, value, ttl, now)
-
-
-def _expiry(_key: str, value: tuple[float, str], _now: float) -> float:
-    return value[0]
 
 
 class ResponseCachePolicy:
@@ -203,6 +216,7 @@ class ResponseCachePolicy:
             self._store: CacheStore = self._memory
         else:
             self._store = state.cache_store()
+        self._ttls = dict(config.commands)  # a plain dict: looked up on every call
         self.hits = 0
         self.misses = 0
 
@@ -211,11 +225,15 @@ class ResponseCachePolicy:
             return self.clock.monotonic()
         return self._state.now(self.clock)
 
-    async def __call__(self, invocation: Invocation, call_next: Handler) -> ExecuteResponse:
-        """Serve a hit, or call ``call_next`` and keep a successful reply for its TTL."""
-        ttl = self.config.commands.get(invocation.request.command)
+    def ttl_for(self, invocation: Invocation) -> float | None:
+        """The TTL if this call's reply may be cached, else None."""
+        ttl = self._ttls.get(invocation.request.command)
         if ttl is None or invocation.invocation_type != "RequestResponse":
-            return await call_next(invocation)
+            return None
+        return ttl
+
+    async def lookup(self, invocation: Invocation) -> tuple[ExecuteResponse | None, str]:
+        """``(hit or None, key)`` for a cacheable call."""
         key = cache_key(self.target, self.region, invocation.payload)
         memory = self._memory
         stored = memory.get_now(key) if memory is not None else await self._get(key)
@@ -227,22 +245,39 @@ class ResponseCachePolicy:
             else:
                 self.hits += 1
                 invocation.extras["cache_hit"] = True
-                return response
+                return response, key
         self.misses += 1
+        return None, key
+
+    async def store(
+        self, invocation: Invocation, key: str, ttl: float, response: ExecuteResponse
+    ) -> None:
+        """Keep a successful reply for ``ttl`` seconds."""
+        if not response.success:
+            return
+        try:
+            value = encode_response(response)
+        except (TypeError, ValueError):
+            logger.warning("reply to %r is not JSON-ready: not cached", invocation.command)
+            return
+        if self._memory is not None:
+            self._memory.set_now(key, value, ttl, self.clock.monotonic())
+            return
+        try:
+            await self._store.set(key, value, ttl, self._now())
+        except Exception:
+            logger.warning("storing a reply in the response cache failed")
+
+    async def __call__(self, invocation: Invocation, call_next: Handler) -> ExecuteResponse:
+        """Serve a hit, or call ``call_next`` and keep a successful reply for its TTL."""
+        ttl = self.ttl_for(invocation)
+        if ttl is None:
+            return await call_next(invocation)
+        hit, key = await self.lookup(invocation)
+        if hit is not None:
+            return hit
         response = await call_next(invocation)
-        if response.success:
-            try:
-                value = encode_response(response)
-            except (TypeError, ValueError):
-                logger.warning("reply to %r is not JSON-ready: not cached", invocation.command)
-                return response
-            if memory is not None:
-                memory.set_now(key, value, ttl, self.clock.monotonic())
-            else:
-                try:
-                    await self._store.set(key, value, ttl, self._now())
-                except Exception:
-                    logger.warning("storing a reply in the response cache failed")
+        await self.store(invocation, key, ttl, response)
         return response
 
     async def _get(self, key: str) -> str | bytes | None:

@@ -29,9 +29,10 @@ from module_sdk.resilience.cache import ResponseCacheConfig, ResponseCachePolicy
 from module_sdk.resilience.ratelimit import RateLimit, RateLimitPolicy
 
 if TYPE_CHECKING:
+    from module_sdk._models import ExecuteResponse
     from module_sdk.aws_lambda.naming import FunctionTarget
     from module_sdk.resilience.clock import Clock
-    from module_sdk.resilience.pipeline import Policy
+    from module_sdk.resilience.pipeline import Handler, Invocation, Policy
     from module_sdk.resilience.state import StateBackend
 
 __all__ = ["BuiltinPolicies", "build_policies"]
@@ -41,7 +42,12 @@ _STATE_METHODS = ("now", "breaker_store", "bucket_store", "cache_store")
 
 @dataclass(frozen=True, slots=True)
 class BuiltinPolicies:
-    """The adapter's built-in policies (None where not configured)."""
+    """The adapter's built-in policies (None where not configured), run as ONE pipeline step.
+
+    Running them in one step rather than three saves two coroutine layers per call (about a
+    third of what the policies cost with in-process state); the behaviour is exactly that of
+    composing :attr:`ordered`, each of which is also a policy on its own.
+    """
 
     rate_limit: RateLimitPolicy | None = None
     cache: ResponseCachePolicy | None = None
@@ -51,6 +57,38 @@ class BuiltinPolicies:
     def ordered(self) -> tuple[Policy, ...]:
         """The configured policies, outermost first."""
         return tuple(p for p in (self.rate_limit, self.cache, self.breaker) if p is not None)
+
+    @property
+    def steps(self) -> tuple[Policy, ...]:
+        """What the adapter puts in its pipeline: this object, or nothing at all."""
+        return (self,) if self.ordered else ()
+
+    async def __call__(self, invocation: Invocation, call_next: Handler) -> ExecuteResponse:
+        """rate limit -> cache -> breaker -> ``call_next``."""
+        rate_limit = self.rate_limit
+        if rate_limit is not None:
+            wait = (
+                rate_limit.admit_now(invocation)
+                if rate_limit.in_memory
+                else await rate_limit.admit(invocation)
+            )
+            if wait > 0.0:
+                await rate_limit.pause(invocation, wait)
+        cache = self.cache
+        ttl = None if cache is None else cache.ttl_for(invocation)
+        key = ""
+        if cache is not None and ttl is not None:
+            hit, key = await cache.lookup(invocation)
+            if hit is not None:
+                return hit
+        breaker = self.breaker
+        if breaker is None:
+            response = await call_next(invocation)
+        else:
+            response = await breaker(invocation, call_next)
+        if cache is not None and ttl is not None:
+            await cache.store(invocation, key, ttl, response)
+        return response
 
 
 def build_policies(

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
-
-from cachetools import LRUCache
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 from module_sdk.errors import ConfigurationError, ErrorCode, PolicyRejection
 
@@ -43,6 +42,7 @@ __all__ = [
     "RateLimit",
     "RateLimitPolicy",
     "take",
+    "take_slots",
 ]
 
 logger = logging.getLogger(__name__)
@@ -148,8 +148,7 @@ class RateLimit:
         return None if self.rate is None else Limit(self.rate, self.burst)
 
 
-@dataclass(frozen=True, slots=True)
-class BucketSpec:
+class BucketSpec(NamedTuple):
     """One bucket to take a token from: its key, its limit, and whether it is one of many.
 
     ``keyed`` buckets (per user, per community) are kept in a bounded LRU in memory.
@@ -173,6 +172,9 @@ class Grant:
     wait: float = 0.0
 
 
+_GO = Grant(True, 0.0)
+
+
 def take(tokens: float, updated: float, now: float, limit: Limit) -> tuple[float, float]:
     """Refill one bucket to ``now``; return ``(tokens, seconds until one token is there)``."""
     elapsed = now - updated
@@ -192,21 +194,38 @@ class BucketStore(Protocol):
 
 
 class MemoryBucketStore:
-    """Bucket levels in this process: the named buckets kept, keyed ones in bounded LRUs."""
+    """Bucket levels in this process: fixed buckets kept, keyed ones in a bounded LRU.
+
+    A slot is ``[tokens, updated, capacity, rate]``. The LRU is a plain ``OrderedDict``
+    (``move_to_end`` / ``popitem`` are C calls): this runs on every call, where a pure-Python
+    mapping would cost more than the rest of the policy.
+    """
 
     def __init__(self, max_keys: int = 10_000) -> None:
+        self.max_keys = max_keys
         self._fixed: dict[str, list[float]] = {}
-        self._keyed: LRUCache[str, list[float]] = LRUCache(maxsize=max_keys)
+        self._keyed: OrderedDict[str, list[float]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._fixed) + len(self._keyed)
 
-    def _slot(self, spec: BucketSpec, now: float) -> list[float]:
-        table = self._keyed if spec.keyed else self._fixed
-        slot = table.get(spec.key)
+    def fixed_slot(self, key: str, limit: Limit, now: float) -> list[float]:
+        """The slot of a bucket that is never evicted (created full)."""
+        slot = self._fixed.get(key)
         if slot is None:
-            slot = [spec.limit.capacity, now]
-            table[spec.key] = slot
+            slot = self._fixed[key] = [limit.capacity, now, limit.capacity, limit.rate]
+        return slot
+
+    def keyed_slot(self, key: str, limit: Limit, now: float) -> list[float]:
+        """The slot of a per-user / per-community bucket (least recently used evicted)."""
+        keyed = self._keyed
+        slot = keyed.get(key)
+        if slot is None:
+            slot = keyed[key] = [limit.capacity, now, limit.capacity, limit.rate]
+            if len(keyed) > self.max_keys:
+                keyed.popitem(last=False)
+        else:
+            keyed.move_to_end(key)
         return slot
 
     async def acquire(self, buckets: Sequence[BucketSpec], now: float, max_wait: float) -> Grant:
@@ -214,21 +233,30 @@ class MemoryBucketStore:
         return self.acquire_now(buckets, now, max_wait)
 
     def acquire_now(self, buckets: Sequence[BucketSpec], now: float, max_wait: float) -> Grant:
-        """:meth:`acquire` without the coroutine (the policy's fast path)."""
-        slots = []
-        wait = 0.0
-        for spec in buckets:
-            slot = self._slot(spec, now)
-            tokens, need = take(slot[0], slot[1], now, spec.limit)
-            slot[0] = tokens
-            slot[1] = max(slot[1], now)
-            slots.append(slot)
-            wait = max(wait, need)
-        if wait > max_wait:
-            return Grant(False, wait)
-        for slot in slots:
-            slot[0] -= 1.0
-        return Grant(True, wait)
+        """:meth:`acquire` without the coroutine."""
+        slots = [
+            self.keyed_slot(key, limit, now) if keyed else self.fixed_slot(key, limit, now)
+            for key, limit, keyed in buckets
+        ]
+        return take_slots(slots, now, max_wait)
+
+
+def take_slots(slots: list[list[float]], now: float, max_wait: float) -> Grant:
+    """Refill ``slots`` to ``now``; take a token from each, or from none (see :func:`take`)."""
+    wait = 0.0
+    for slot in slots:
+        if now > slot[1]:
+            slot[0] = min(slot[2], slot[0] + (now - slot[1]) * slot[3])
+            slot[1] = now
+        if slot[0] < 1.0:
+            need = (1.0 - slot[0]) / slot[3]
+            if need > wait:
+                wait = need
+    if wait > max_wait:
+        return Grant(False, wait)
+    for slot in slots:
+        slot[0] -= 1.0
+    return _GO if wait == 0.0 else Grant(True, wait)
 
 
 class RateLimitPolicy:
@@ -255,56 +283,114 @@ class RateLimitPolicy:
         adapter_limit = config.adapter_limit
         # "{name}" is a Redis Cluster hash tag: one call's buckets share a slot.
         self._prefix = "{" + self.name + "}"
+        self._user_prefix = self._prefix + ":user:"
+        self._community_prefix = self._prefix + ":community:"
+        self._reject = config.mode == "reject"
+        self._per_user = config.per_user
+        self._per_community = config.per_community
         self._adapter_bucket = (
             None if adapter_limit is None else BucketSpec(self._prefix, adapter_limit)
         )
+        self._adapter_slot: list[float] | None = None
+        if self._memory is not None and adapter_limit is not None:
+            self._adapter_slot = self._memory.fixed_slot(
+                self._prefix, adapter_limit, clock.monotonic()
+            )
 
     def buckets(self, invocation: Invocation) -> list[BucketSpec]:
         """The buckets this call draws from, adapter-wide first."""
         specs = [] if self._adapter_bucket is None else [self._adapter_bucket]
         request = invocation.request
-        if self.config.per_user is not None:
+        if self._per_user is not None:
+            specs.append(BucketSpec(self._user_prefix + request.user_id, self._per_user, True))
+        if self._per_community is not None:
             specs.append(
-                BucketSpec(f"{self._prefix}:user:{request.user_id}", self.config.per_user, True)
-            )
-        if self.config.per_community is not None:
-            specs.append(
-                BucketSpec(
-                    f"{self._prefix}:community:{request.community_id}",
-                    self.config.per_community,
-                    True,
-                )
+                BucketSpec(self._community_prefix + request.community_id, self._per_community, True)
             )
         return specs
 
-    def _max_wait(self, invocation: Invocation) -> tuple[float, str]:
+    def _memory_slots(
+        self, memory: MemoryBucketStore, invocation: Invocation, now: float
+    ) -> list[list[float]]:
+        slots = [] if self._adapter_slot is None else [self._adapter_slot]
+        if self._per_user is not None or self._per_community is not None:
+            request = invocation.request
+            if self._per_user is not None:
+                key = self._user_prefix + request.user_id
+                slots.append(memory.keyed_slot(key, self._per_user, now))
+            if self._per_community is not None:
+                key = self._community_prefix + request.community_id
+                slots.append(memory.keyed_slot(key, self._per_community, now))
+        return slots
+
+    def _max_wait(self, invocation: Invocation) -> float:
         if self.config.mode == "reject":
-            return 0.0, "mode='reject'"
+            return 0.0
         bound = math.inf if self.config.max_wait is None else self.config.max_wait
-        why = f"max_wait={bound:g}s"
         if invocation.deadline is not None:
-            left = max(0.0, invocation.deadline - self.clock.monotonic())
-            if left < bound:
-                bound, why = left, f"only {left:.2f}s left before total_timeout"
-        return bound, why
+            bound = min(bound, max(0.0, invocation.deadline - self.clock.monotonic()))
+        return bound
+
+    def _why(self, max_wait: float) -> str:
+        if self.config.mode == "reject":
+            return "mode='reject'"
+        if self.config.max_wait is not None and max_wait >= self.config.max_wait:
+            return f"max_wait={self.config.max_wait:g}s"
+        if math.isinf(max_wait):
+            return "no wait bound"
+        return f"only {max_wait:.2f}s left before total_timeout"
+
+    @property
+    def in_memory(self) -> bool:
+        """True when the buckets live in this process (:meth:`admit_now` may be used)."""
+        return self._memory is not None
+
+    def _refuse(self, grant: Grant, max_wait: float) -> PolicyRejection:
+        return PolicyRejection(
+            f"rate limit of {self.name!r} reached: the next token is due in "
+            f"{grant.wait:.2f}s ({self._why(max_wait)})",
+            error_code=ErrorCode.RATE_LIMITED,
+            retry_after=grant.wait,
+        )
+
+    def admit_now(self, invocation: Invocation) -> float:
+        """In-process buckets only: take the tokens; return the seconds to wait first.
+
+        Raises:
+            PolicyRejection: ``rate_limited`` when the wait would be too long.
+        """
+        memory = self._memory
+        assert memory is not None, "admit_now needs in-process buckets: use admit()"
+        max_wait = 0.0 if self._reject else self._max_wait(invocation)
+        now = self.clock.monotonic()
+        grant = take_slots(self._memory_slots(memory, invocation, now), now, max_wait)
+        if not grant.granted:
+            raise self._refuse(grant, max_wait)
+        return grant.wait
+
+    async def admit(self, invocation: Invocation) -> float:
+        """Take the tokens (from any store); return the seconds to wait first."""
+        if self._memory is not None:
+            return self.admit_now(invocation)
+        assert self._state is not None
+        max_wait = self._max_wait(invocation)
+        grant = await self._store.acquire(
+            self.buckets(invocation), self._state.now(self.clock), max_wait
+        )
+        if not grant.granted:
+            raise self._refuse(grant, max_wait)
+        return grant.wait
+
+    async def pause(self, invocation: Invocation, wait: float) -> None:
+        """Sleep until the reserved token is due."""
+        invocation.extras["rate_limit_wait"] = wait
+        await self.clock.sleep(wait)
 
     async def __call__(self, invocation: Invocation, call_next: Handler) -> ExecuteResponse:
         """Take a token from each bucket (waiting if configured), then call ``call_next``."""
-        max_wait, why = self._max_wait(invocation)
-        buckets = self.buckets(invocation)
-        if self._memory is not None:
-            grant = self._memory.acquire_now(buckets, self.clock.monotonic(), max_wait)
-        else:
-            assert self._state is not None
-            grant = await self._store.acquire(buckets, self._state.now(self.clock), max_wait)
-        if not grant.granted:
-            raise PolicyRejection(
-                f"rate limit of {self.name!r} reached: the next token is due in "
-                f"{grant.wait:.2f}s ({why})",
-                error_code=ErrorCode.RATE_LIMITED,
-                retry_after=grant.wait,
-            )
-        if grant.wait > 0:
-            invocation.extras["rate_limit_wait"] = grant.wait
-            await self.clock.sleep(grant.wait)
+        wait = (
+            self.admit_now(invocation) if self._memory is not None else await self.admit(invocation)
+        )
+        if wait > 0.0:
+            await self.pause(invocation, wait)
         return await call_next(invocation)

@@ -31,7 +31,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from module_sdk.errors import ConfigurationError
-from module_sdk.resilience.breaker import CircuitBreakerConfig, CircuitState, Outcome, Permit
+from module_sdk.resilience.breaker import (
+    _CLOSED_PERMIT,
+    CircuitBreakerConfig,
+    CircuitState,
+    Outcome,
+    Permit,
+)
 from module_sdk.resilience.ratelimit import BucketSpec, Grant
 
 if TYPE_CHECKING:
@@ -214,6 +220,8 @@ class RedisBreakerStore:
             self._state.warner.warn("circuit-breaker check", exc)
             return Permit(True, CircuitState.CLOSED)
         allowed, state, trial, wait = raw
+        if allowed and not trial:
+            return _CLOSED_PERMIT
         return Permit(bool(allowed), CircuitState(_text(state)), bool(trial), float(_text(wait)))
 
     async def record(
