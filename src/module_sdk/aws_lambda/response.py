@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 MAX_ERROR_TEXT = 1000
 """Characters of an unusable reply kept in ``ExecuteResponse.error``."""
 MAX_STACK_LINES = 50
+MAX_REPLY_DEPTH = 100
+"""Deepest nesting of lists and objects accepted in a reply (deeper: ``invalid_response``)."""
 _RESERVED = ("success", "message", "error")
 _TIMEOUT_RE = re.compile(r"Task timed out after\s+([\d.]+)\s+seconds")
 _TRUE = frozenset({"true", "yes", "1", "ok", "success", "y", "t"})
@@ -103,9 +105,31 @@ def decode_reply(payload: bytes) -> Any:
     if not text.strip():
         raise _Unusable("the function returned an empty reply")
     try:
-        return json.loads(text)
+        reply = json.loads(text)
     except (ValueError, RecursionError):
         raise _Unusable("the function's reply is not JSON: " + _truncate(text)) from None
+    # json.loads accepts ~1,000 levels, but copying (ExecuteResponse.to_dict) or re-encoding
+    # a reply that deep overflows the stack later: refuse it here, where it is explained.
+    if _nested_too_deep(text, reply):
+        raise _Unusable(f"the function's reply is nested more than {MAX_REPLY_DEPTH} levels deep")
+    return reply
+
+
+def _nested_too_deep(text: str, value: Any) -> bool:
+    """Whether ``value`` (decoded from ``text``) nests more than MAX_REPLY_DEPTH levels."""
+    return text.count("[") + text.count("{") > MAX_REPLY_DEPTH and _too_deep(value)
+
+
+def _too_deep(value: Any, limit: int = MAX_REPLY_DEPTH) -> bool:
+    """Whether a decoded JSON value nests containers more than ``limit`` levels (iterative)."""
+    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
 
 
 def _unwrap_api_gateway(reply: Mapping[str, Any]) -> tuple[Any, int] | None:
@@ -115,7 +139,7 @@ def _unwrap_api_gateway(reply: Mapping[str, Any]) -> tuple[Any, int] | None:
     status = reply.get("statusCode")
     try:
         status_code = int(status)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: Infinity
         return None
     body = reply.get("body")
     if isinstance(body, str):
@@ -125,9 +149,10 @@ def _unwrap_api_gateway(reply: Mapping[str, Any]) -> tuple[Any, int] | None:
             except (binascii.Error, UnicodeDecodeError):
                 pass
         try:
-            body = json.loads(body) if body.strip() else None
+            decoded = json.loads(body) if body.strip() else None
         except (ValueError, RecursionError):
-            pass  # a plain-text body: it becomes the message
+            decoded = body  # a plain-text body: it becomes the message
+        body = body if _nested_too_deep(body, decoded) else decoded
     return body, status_code
 
 
@@ -209,7 +234,10 @@ def parse_function_error(payload: bytes, function_error: str) -> ExecuteResponse
     if error_type == "Sandbox.Timedout" or timed_out:
         details["timed_out"] = True
         if timed_out:
-            details["timeout_seconds"] = float(timed_out.group(1))
+            try:
+                details["timeout_seconds"] = float(timed_out.group(1))
+            except ValueError:  # "after ... seconds": no number to keep
+                pass
     error_type = error_type or function_error or "FunctionError"
     error_message = error_message or details.get("raw") or "the function failed"
     details["error_type"] = error_type
