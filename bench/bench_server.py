@@ -112,6 +112,8 @@ def cpu_seconds(pid: int | None = None) -> float:
 
 def percentile(values: list[float], q: float) -> float:
     """The q-quantile (0..1) of ``values``, in the same unit."""
+    if not values:
+        return float("nan")
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
     return ordered[index]
@@ -128,7 +130,7 @@ async def load(
     latencies: list[float] = []
     errors = 0
     completed = 0
-    warmup_end = time.perf_counter() + min(1.0, duration / 3)
+    warmup_end = time.perf_counter() + duration / 4
     end = warmup_end + duration
 
     async def worker(worker_id: int) -> None:
@@ -242,21 +244,27 @@ async def run(args: argparse.Namespace) -> None:
                         pooled: dict[str, list[float]] = {"direct adapter": [], "via server": []}
                         failed = dict.fromkeys(pooled, 0)
                         cpu = {mode: [0.0, 0.0, 0] for mode in pooled}
+                        measured = dict.fromkeys(pooled, 0.0)
                         paths = [("direct adapter", direct), ("via server", via_server)]
                         for round_no in range(args.rounds):
                             for mode, call in paths if round_no % 2 == 0 else paths[::-1]:
-                                await load(call, min(concurrency, 20), 0.5)  # warm connections
+                                # Warm up: one call per worker opens every connection; a
+                                # round lasts at least 3 of those so slow rows are measured.
+                                warm = time.perf_counter()
+                                await asyncio.gather(*(call(-i) for i in range(concurrency)))
+                                seconds = max(args.duration, 3 * (time.perf_counter() - warm))
                                 own, served = cpu_seconds(), cpu_seconds(server.pid)
                                 latencies, errors, completed = await load(
-                                    call, concurrency, args.duration
+                                    call, concurrency, seconds
                                 )
+                                measured[mode] += seconds
                                 pooled[mode].extend(latencies)
                                 failed[mode] += errors
                                 cpu[mode][0] += cpu_seconds() - own
                                 cpu[mode][1] += cpu_seconds(server.pid) - served
                                 cpu[mode][2] += completed
                         for mode, latencies in pooled.items():
-                            seconds = args.duration * args.rounds
+                            seconds = measured[mode]
                             n = max(1, int(cpu[mode][2]))
                             rows.append(
                                 (
@@ -278,8 +286,8 @@ async def run(args: argparse.Namespace) -> None:
             endpoint.wait(30)
 
     print(
-        f"Module server benchmark: {backend}; {args.rounds} x {args.duration:g} s per row, "
-        "paths interleaved; "
+        f"Module server benchmark: {backend}; {args.rounds} interleaved rounds of >= "
+        f"{args.duration:g} s per row; "
         f"Python {platform.python_version()}, {os.cpu_count()} CPUs"
     )
     print()
