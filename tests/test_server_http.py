@@ -606,3 +606,15 @@ async def test_adapter_policies_refusing_work_answer_429(
     assert reply.headers["Retry-After"] == "1"
     assert answer["error_code"] == code
     assert scripted.count() == 1
+
+
+async def test_a_port_in_use_fails_at_start(scripted: ScriptedLambdaServer) -> None:
+    """Starting on a taken port raises OSError (the CLI prints it and exits 2)."""
+    first = await start(scripted)
+    try:
+        second = ModuleServer(make_config(scripted.url), host="127.0.0.1", port=first.port)
+        with pytest.raises(OSError, match="address already in use"):
+            await second.start()
+        await second.aclose()
+    finally:
+        await first.aclose()
