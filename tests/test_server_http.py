@@ -156,6 +156,15 @@ async def test_execute_by_command_answers_200_with_the_response(
     assert [i["function"] for i in scripted.invocations] == ["waddlebot-dice"]
 
 
+async def test_answers_carry_server_timing(client: Client) -> None:
+    """A module's answer says how long the module and the server itself took."""
+    _, _, reply = await client.post("/api/v1/execute", body())
+    timing = dict(part.strip().split(";dur=") for part in reply.headers["Server-Timing"].split(","))
+    assert set(timing) == {"module", "server"}
+    assert float(timing["module"]) > 0
+    assert float(timing["server"]) >= 0
+
+
 async def test_commands_match_case_insensitively(
     client: Client, scripted: ScriptedLambdaServer
 ) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
@@ -386,6 +387,7 @@ class ModuleServer:
 
     async def _execute(self, request: web.Request, module: _Module | None) -> web.Response:
         # No refusal while draining: a request that reached a handler is an accepted one.
+        started = time.perf_counter()
         try:
             body = await self._read_body(request)
             execute_request = self._build_request(body)
@@ -427,6 +429,7 @@ class ModuleServer:
                 extra={"session_id": execute_request.session_id, "module": module.name},
             )
         module.in_flight += 1
+        called = time.perf_counter()
         try:
             response = await module.adapter.execute_async(execute_request)
         except Exception as exc:  # adapters should never raise; a custom one might
@@ -438,21 +441,24 @@ class ModuleServer:
             )
         finally:
             module.in_flight -= 1
+        returned = time.perf_counter()
         status = 200
-        headers = None
         if not response.success:
             if response.error_code in self._busy_codes:
                 module.rejected += 1
                 status = 429
-                headers = self._retry_hdr()
             elif response.error_code == ErrorCode.PAYLOAD_TOO_LARGE.value:
                 status = 413  # over Lambda's own payload limit (1 MB for Event calls)
-        return web.Response(
-            status=status,
-            text=_dumps(self._response_body(response, execute_request.session_id, module.name)),
-            content_type=_JSON,
-            headers=headers,
-        )
+        text = _dumps(self._response_body(response, execute_request.session_id, module.name))
+        own = (called - started) + (time.perf_counter() - returned)
+        headers = {
+            # The module's time and the server's own, in ms (W3C Server-Timing).
+            "Server-Timing": f"module;dur={(returned - called) * 1000:.3f}, "
+            f"server;dur={own * 1000:.3f}"
+        }
+        if status == 429:
+            headers["Retry-After"] = self._retry_after
+        return web.Response(status=status, text=text, content_type=_JSON, headers=headers)
 
     def _retry_hdr(self) -> dict[str, str]:
         return {"Retry-After": self._retry_after}
