@@ -592,3 +592,27 @@ async def test_a_worker_that_cannot_start_is_a_service_exception(tmp_path: Path)
         assert result["error"]["Code"] == "ServiceException"
         assert result["error"]["HTTPStatusCode"] == 500
         assert "FileNotFoundError" in result["error"]["Message"]
+
+
+async def test_idle_workers_are_stopped_after_idle_timeout(tmp_path: Path) -> None:
+    """A worker unused for idle_timeout seconds is stopped; the next call starts a new one."""
+
+    async def pid_of_call(client: Any) -> int:
+        reply = await client.invoke(FunctionName="crash")
+        async with reply["Payload"] as stream:
+            return int(json.loads(await stream.read())["pid"])
+
+    async with (
+        _runtime(tmp_path, ["crash"], idle_timeout=0.2) as rt,
+        aio_client(rt.url) as client,
+    ):
+        pid = await pid_of_call(client)
+        async with asyncio.timeout(10):
+            while True:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                await asyncio.sleep(0.05)
+        assert await pid_of_call(client) != pid
+        assert rt.stats.cold_starts["crash"] == 2

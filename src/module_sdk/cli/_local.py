@@ -46,6 +46,13 @@ def register(subparsers: Any) -> None:
         help="start N warm workers per function before serving (default: 0)",
     )
     parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="stop a worker unused for S seconds (default: 600; 0 keeps them)",
+    )
+    parser.add_argument(
         "--quiet", action="store_true", help="do not print a line and the log of each run"
     )
     faults = parser.add_argument_group("fault injection (rates are 0.0-1.0 per call)")
@@ -97,6 +104,7 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         concurrency_limit=args.concurrency_limit,
         prewarm=args.prewarm,
+        idle_timeout=args.idle_timeout or None,
         on_log=None if args.quiet else _print_run,
     )
     if not runtime.functions:

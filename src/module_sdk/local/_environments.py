@@ -77,6 +77,7 @@ class Environment:
         self.log_stream = stream
         self.uses = 0
         self.dead = False
+        self.idle_since = time.monotonic()
 
     @classmethod
     async def start(cls, spec: FunctionSpec, env: dict[str, str]) -> tuple[Environment, str]:
@@ -248,7 +249,18 @@ class FunctionPool:
         if environment.dead or environment.proc.returncode is not None:
             self.discard(environment)
             return
+        environment.idle_since = time.monotonic()
         self.idle.append(environment)
+
+    def reap_idle(self, idle_timeout: float) -> int:
+        """Stop environments idle for more than ``idle_timeout`` seconds; return how many."""
+        horizon = time.monotonic() - idle_timeout
+        stale = [e for e in self.idle if e.idle_since < horizon]
+        if stale:
+            self.idle = [e for e in self.idle if e.idle_since >= horizon]
+            for environment in stale:
+                self.discard(environment)
+        return len(stale)
 
     def discard(self, environment: Environment) -> None:
         """Drop an environment: kill it and reap its process in the background."""

@@ -189,6 +189,9 @@ class LocalLambdaRuntime:
             no header).
         region / account_id: used in ARNs when the caller's signature names no region.
         prewarm: environments to start per function before serving (no cold start then).
+        idle_timeout: seconds after which an unused environment is stopped (Lambda reclaims
+            idle environments too); None keeps them until the runtime stops. Prewarmed
+            environments are kept like any other.
         history_size: how many :class:`InvocationRecord` to keep.
         on_log: called with ``(record)`` after every handler run (the CLI prints logs).
     """
@@ -207,6 +210,7 @@ class LocalLambdaRuntime:
         region: str = "us-east-1",
         account_id: str = "123456789012",
         prewarm: int = 0,
+        idle_timeout: float | None = 600.0,
         history_size: int = 1000,
         on_log: Callable[[InvocationRecord], None] | None = None,
     ) -> None:
@@ -230,6 +234,14 @@ class LocalLambdaRuntime:
         self.concurrency_limit = concurrency_limit
         self.throttle_retry_after = throttle_retry_after
         self.prewarm = prewarm
+        if idle_timeout is not None and not (
+            isinstance(idle_timeout, int | float) and idle_timeout > 0
+        ):
+            raise ConfigurationError(
+                f"idle_timeout={idle_timeout!r} is invalid: use seconds > 0, or None"
+            )
+        self.idle_timeout = idle_timeout
+        self._reaper: asyncio.Task[None] | None = None
         if isinstance(faults, Faults) or faults is None:
             self.faults = FaultPlan(faults, seed=seed)
         else:
@@ -297,6 +309,8 @@ class LocalLambdaRuntime:
         self.url = f"http://{host}:{port}"
         if self.prewarm:
             await asyncio.gather(*(p.prewarm(self.prewarm) for p in self._pools.values()))
+        if self.idle_timeout is not None:
+            self._reaper = asyncio.create_task(self._reap(self.idle_timeout))
         return self.url
 
     async def wait_for_events(self, timeout: float | None = None) -> None:
@@ -305,8 +319,20 @@ class LocalLambdaRuntime:
             while self._events:
                 await asyncio.gather(*list(self._events), return_exceptions=True)
 
+    async def _reap(self, idle_timeout: float) -> None:
+        while True:
+            await asyncio.sleep(min(30.0, idle_timeout / 2))
+            for pool in self._pools.values():
+                stopped = pool.reap_idle(idle_timeout)
+                if stopped:
+                    logger.debug("stopped %d idle worker(s) of %s", stopped, pool.spec.name)
+
     async def aclose(self) -> None:
         """Stop serving, cancel queued Event runs and kill every worker."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+            self._reaper = None
         for task in list(self._events):
             task.cancel()
         if self._events:
