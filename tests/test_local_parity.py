@@ -59,8 +59,12 @@ def _request() -> ExecuteRequest:
     )
 
 
+# A region of its own: moto's queue of results is per region and shared by the session.
+REGION = "ca-central-1"
+
+
 async def _execute(url: str, function: str) -> ExecuteResponse:
-    adapter = LambdaAdapter(function, "us-east-1", "parity", max_retries=0, endpoint_url=url)
+    adapter = LambdaAdapter(function, REGION, "parity", max_retries=0, endpoint_url=url)
     try:
         return await adapter.execute_async(_request())
     finally:
@@ -72,8 +76,9 @@ async def test_moto_and_local_runtime_give_the_same_response(
     tmp_path: Path, moto_lambda: MotoLambda, reply: Any
 ) -> None:
     """moto's queued result and the local runtime's handler normalize identically."""
-    moto_lambda.create_function("parity")
-    moto_lambda.queue_results(json.dumps(reply))  # always the JSON text, as Lambda sends
+    moto_lambda.create_function("parity", region=REGION)
+    # Always queue the JSON text, as Lambda sends it (a bare string would go out unquoted).
+    moto_lambda.queue_results(json.dumps(reply), region=REGION)
     from_moto = await _execute(moto_lambda.url, "parity")
 
     (tmp_path / "parity.py").write_text(textwrap.dedent(HANDLER))
