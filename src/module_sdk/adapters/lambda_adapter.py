@@ -287,6 +287,7 @@ class LambdaAdapter(BaseAdapter):
                 ),
                 pool=pool,
             )
+        self._calls: set[asyncio.Future[None]] = set()  # in flight, for aclose()
         self.health_window = HealthWindow(self._clock)
         self._observers: tuple[InvocationObserver, ...] = (self.health_window, *observers)
         self._retry = RetryPolicy(
@@ -442,6 +443,24 @@ class LambdaAdapter(BaseAdapter):
         *,
         dead_letter: bool = True,
     ) -> ExecuteResponse:
+        """Run the pipeline for one call, known to ``aclose()`` while it is in flight."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._calls.add(done)
+        try:
+            return await self._pipeline(request, payload, body, started, dead_letter=dead_letter)
+        finally:
+            self._calls.discard(done)
+            done.set_result(None)
+
+    async def _pipeline(
+        self,
+        request: ExecuteRequest,
+        payload: dict[str, Any],
+        body: bytes,
+        started: float,
+        *,
+        dead_letter: bool = True,
+    ) -> ExecuteResponse:
         """The pipeline for one built event (``execute_async`` and ``invoke_payload``)."""
         invocation = Invocation(
             request=request,
@@ -501,10 +520,20 @@ class LambdaAdapter(BaseAdapter):
             self.health.record_failure(now)
 
     async def aclose(self) -> None:
-        """Release this adapter's share of the AWS client (the last user closes it)."""
-        await self._invoker.aclose()
-        if self._dead_letter is not None:
-            await self._dead_letter.aclose()
+        """Let the calls in flight finish, then release this adapter's share of the AWS
+        client (the last user closes it) and close a dead-letter sink it owns.
+
+        Closing under a call in flight would fail it, and its retry would open a new client
+        that nothing closes. Bound the wait with ``asyncio.timeout`` if you must.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            while pending := [f for f in self._calls if f.get_loop() is loop]:
+                await asyncio.wait(pending)
+        finally:
+            await self._invoker.aclose()
+            if self._dead_letter is not None:
+                await self._dead_letter.aclose()
 
     def get_health_status(self) -> dict[str, Any]:
         """The seed's seven health keys, then latency percentiles, the last error, throttle
