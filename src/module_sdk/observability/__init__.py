@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from module_sdk.observability._common import outcome_of
 from module_sdk.observability.emf import EmfObserver
 from module_sdk.observability.health import HealthWindow
 
@@ -36,6 +37,7 @@ __all__ = [
     "HealthWindow",
     "PrometheusMetrics",
     "TracingObserver",
+    "outcome_of",
     "render_metrics",
     "server_metrics",
 ]
