@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 from botocore import exceptions as bce
 
+from module_sdk.aws_lambda.redact import redact
 from module_sdk.errors import ErrorCode, InvocationError
 
 __all__ = [
@@ -99,7 +100,7 @@ def classify_client_error(
     if status:
         detail += f" (HTTP {status})"
     if message:
-        detail += f": {message}"
+        detail += f": {redact(message)}"  # AWS may quote the signed request back
 
     def make(error_code: ErrorCode, retryable: bool, hint: str = "") -> InvocationError:
         return InvocationError(

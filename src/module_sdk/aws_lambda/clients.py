@@ -17,6 +17,8 @@ from typing import Any
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 
+from module_sdk.aws_lambda.redact import install_log_redaction
+
 __all__ = ["DEFAULT_MAX_CONNECTIONS", "ClientPool", "ClientSettings", "default_pool"]
 
 logger = logging.getLogger(__name__)
@@ -108,6 +110,7 @@ class ClientPool:
         per_loop = self._entries.setdefault(loop, {})
         entry = per_loop.get(settings)
         if entry is None:
+            install_log_redaction()  # botocore logs signed requests at DEBUG
             entry = _Entry(loop.create_future())
             per_loop[settings] = entry
             entry.refs += 1
