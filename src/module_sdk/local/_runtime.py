@@ -241,7 +241,7 @@ class LocalLambdaRuntime:
                 f"idle_timeout={idle_timeout!r} is invalid: use seconds > 0, or None"
             )
         self.idle_timeout = idle_timeout
-        self._reaper: asyncio.Task[None] | None = None
+        self._reaper: asyncio.TimerHandle | None = None
         if isinstance(faults, Faults) or faults is None:
             self.faults = FaultPlan(faults, seed=seed)
         else:
@@ -310,7 +310,7 @@ class LocalLambdaRuntime:
         if self.prewarm:
             await asyncio.gather(*(p.prewarm(self.prewarm) for p in self._pools.values()))
         if self.idle_timeout is not None:
-            self._reaper = asyncio.create_task(self._reap(self.idle_timeout))
+            self._schedule_reap(self.idle_timeout)
         return self.url
 
     async def wait_for_events(self, timeout: float | None = None) -> None:
@@ -319,19 +319,22 @@ class LocalLambdaRuntime:
             while self._events:
                 await asyncio.gather(*list(self._events), return_exceptions=True)
 
-    async def _reap(self, idle_timeout: float) -> None:
-        while True:
-            await asyncio.sleep(min(30.0, idle_timeout / 2))
-            for pool in self._pools.values():
-                stopped = pool.reap_idle(idle_timeout)
-                if stopped:
-                    logger.debug("stopped %d idle worker(s) of %s", stopped, pool.spec.name)
+    def _schedule_reap(self, idle_timeout: float) -> None:
+        # A timer rather than a task: the runtime adds no long-lived task to its host's loop.
+        loop = asyncio.get_running_loop()
+        self._reaper = loop.call_later(min(30.0, idle_timeout / 2), self._reap_idle, idle_timeout)
+
+    def _reap_idle(self, idle_timeout: float) -> None:
+        for pool in self._pools.values():
+            stopped = pool.reap_idle(idle_timeout)
+            if stopped:
+                logger.debug("stopped %d idle worker(s) of %s", stopped, pool.spec.name)
+        self._schedule_reap(idle_timeout)
 
     async def aclose(self) -> None:
         """Stop serving, cancel queued Event runs and kill every worker."""
         if self._reaper is not None:
             self._reaper.cancel()
-            await asyncio.gather(self._reaper, return_exceptions=True)
             self._reaper = None
         for task in list(self._events):
             task.cancel()
