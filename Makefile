@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean redis-server bench-policies
+.PHONY: demo test lint typecheck unit bench clean redis-server bench-policies soak chaos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,16 @@ bench: $(STAMP)
 
 bench-policies: $(STAMP) redis-server
 	$(BIN)/python bench/bench_policies.py
+
+# Reliability (docs/reliability.md): the full-size chaos, cancellation and shutdown tests, and
+# the soak (the full chaos run, then SOAK_MINUTES of mixed load; rewrites docs/reliability.md).
+SOAK_MINUTES ?= 30
+
+chaos: $(STAMP)
+	RELIABILITY_PROFILE=full $(BIN)/pytest -q tests/test_reliability_chaos.py tests/test_reliability_shutdown.py
+
+soak: $(STAMP)
+	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python bench/soak.py --write docs/reliability.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
