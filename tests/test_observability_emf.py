@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from module_sdk import ConfigurationError
+from module_sdk.adapters import LambdaAdapter
 from module_sdk.observability import EmfObserver
-from module_sdk.testing import FakeClock, ScriptedLambdaServer
+from module_sdk.testing import FakeClock, HandlerInvoker, ScriptedLambdaServer
 from observability_support import BOOM, ROLLED, THROTTLE, make_adapter, request
 
 # The rules of "Specification: Embedded metric format" (Amazon CloudWatch User Guide).
@@ -293,3 +294,70 @@ def test_bad_settings_are_refused(kwargs: dict[str, Any]) -> None:
     """Invalid namespaces and dimension sets fail at construction with a clear message."""
     with pytest.raises(ConfigurationError, match=r"invalid|not both"):
         EmfObserver(**kwargs)
+
+
+async def test_flush_mode_writes_one_line_per_group(scripted: ScriptedLambdaServer) -> None:
+    """With flush_interval, calls are summed per outcome and written when the interval ends."""
+    scripted.script("dice", THROTTLE, ROLLED, BOOM, ROLLED)
+    clock = FakeClock()
+    stream = io.StringIO()
+    observer = EmfObserver(stream, clock=clock, flush_interval=60.0)
+    async with make_adapter(scripted.url, [observer], clock) as adapter:
+        for _ in range(3):
+            await adapter.execute_async(request())
+        assert stream.getvalue() == ""
+        clock.advance(60.0)
+        await adapter.execute_async(request())  # a 4th success, then the flush
+    lines = stream.getvalue().splitlines()
+    assert [emf_problems(line) for line in lines] == [[], []]
+    success, failure = (json.loads(line) for line in lines)
+    assert success == {
+        "_aws": header(1767225662000),
+        "Function": "dice",
+        "InvocationType": "RequestResponse",
+        "Outcome": "success",
+        "Region": "us-east-1",
+        "Invocations": 3,
+        "Errors": 0,
+        "Throttles": 1,
+        "Retries": 1,
+        "Attempts": 4,
+        "Duration": [2000.0, 0.0, 0.0],
+    }
+    assert (failure["Outcome"], failure["Invocations"], failure["Errors"]) == (
+        "function_error",
+        1,
+        1,
+    )
+    assert failure["Duration"] == [0.0]
+    observer.flush()
+    assert len(stream.getvalue().splitlines()) == 2
+
+
+async def test_flush_mode_splits_at_one_hundred_values() -> None:
+    """A group writes its line as soon as it holds 100 calls; flush() writes the rest."""
+    stream = io.StringIO()
+    clock = FakeClock()
+    observer = EmfObserver(stream, clock=clock, flush_interval=3600.0)
+    async with LambdaAdapter(
+        "dice",
+        "us-east-1",
+        "dice",
+        invoker=HandlerInvoker(lambda event, context: {"success": True}),
+        observers=[observer],
+        clock=clock,
+    ) as adapter:
+        for _ in range(150):
+            await adapter.execute_async(request())
+    assert len(stream.getvalue().splitlines()) == 1
+    observer.flush()
+    lines = stream.getvalue().splitlines()
+    assert [emf_problems(line) for line in lines] == [[], []]
+    assert [json.loads(line)["Invocations"] for line in lines] == [100, 50]
+    assert [len(json.loads(line)["Duration"]) for line in lines] == [100, 50]
+
+
+def test_flush_interval_must_be_positive() -> None:
+    """A zero or negative interval is refused with the accepted values."""
+    with pytest.raises(ConfigurationError, match="flush_interval=0 is invalid"):
+        EmfObserver(flush_interval=0)

@@ -23,6 +23,9 @@ business answer), ``Throttles`` (Count: attempts Lambda throttled), ``Retries`` 
 ``InvocationType``, ``Region`` and ``RequestId`` are plain properties, searchable with Logs
 Insights; choose other dimension sets among ``Function``, ``InvocationType``, ``Outcome``
 and ``Region`` with ``dimensions=``.
+
+With ``flush_interval=`` calls are buffered and written as one line per function,
+invocation type, outcome and region per flush (counts summed, up to 100 ``Duration`` values).
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ METRICS: tuple[tuple[str, str], ...] = (
 
 _MAX_NAMESPACE = 255
 _MAX_DIMENSIONS = 30
+_MAX_VALUES = 100
+"""EMF's limit on the values of one metric in one line."""
 _NAMESPACE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._#:/-")
 _NOT_AN_ERROR = frozenset({ErrorCode.MODULE_ERROR.value})
 _THROTTLED = ErrorCode.THROTTLED
@@ -116,8 +121,18 @@ def _check_dimensions(dimensions: object) -> list[list[str]]:
     return result
 
 
+class _Group:
+    """Calls buffered for one (function, invocation type, outcome, region) between flushes."""
+
+    __slots__ = ("attempts", "durations", "errors", "invocations", "retries", "throttles")
+
+    def __init__(self) -> None:
+        self.invocations = self.errors = self.throttles = self.retries = self.attempts = 0
+        self.durations: list[float] = []
+
+
 class EmfObserver:
-    """An invocation observer writing one EMF line per call.
+    """An invocation observer writing one EMF line per call, or per group per flush.
 
     Args:
         stream: a text stream to write lines to (default ``sys.stdout`` at write time).
@@ -127,6 +142,12 @@ class EmfObserver:
         dimensions: the dimension sets (default ``[["Function"]]``).
         clock: the wall clock stamping each line (tests pass a fake one).
         level: the log level used with ``logger``.
+        flush_interval: None (default) writes one line per call. A number of seconds
+            buffers calls instead and writes one line per function, invocation type,
+            outcome and region at most that often (checked as calls finish; call
+            :meth:`flush` at shutdown): counts are summed and ``Duration`` holds up to
+            100 values, a line being written early when a group reaches 100 calls. Use
+            the Sum statistic for the counts then.
     """
 
     def __init__(
@@ -138,7 +159,17 @@ class EmfObserver:
         dimensions: Sequence[Sequence[str]] = (("Function",),),
         clock: Clock | None = None,
         level: int = logging.INFO,
+        flush_interval: float | None = None,
     ) -> None:
+        if flush_interval is not None and (
+            not isinstance(flush_interval, int | float)
+            or isinstance(flush_interval, bool)
+            or not flush_interval > 0
+        ):
+            raise ConfigurationError(
+                f"flush_interval={flush_interval!r} is invalid: use None (one line per call) "
+                "or a number of seconds > 0"
+            )
         if stream is not None and logger is not None:
             raise ConfigurationError("give a stream or a logger to EmfObserver, not both")
         self._stream = stream
@@ -163,6 +194,9 @@ class EmfObserver:
             + "},"
         )
         self._static: dict[int, tuple[object, str, str]] = {}
+        self.flush_interval = None if flush_interval is None else float(flush_interval)
+        self._groups: dict[tuple[str, str, str, str], _Group] = {}
+        self._last_flush = self._clock.monotonic()
 
     def __repr__(self) -> str:
         return f"<EmfObserver namespace={self.namespace!r} dimensions={self.dimensions!r}>"
@@ -181,11 +215,7 @@ class EmfObserver:
         self, invocation: Invocation, response: ExecuteResponse, duration: float
     ) -> dict[str, Any]:
         """The EMF document for one finished call."""
-        outcome = outcome_of(response)
-        throttles = sum(1 for retry in invocation.retries if retry.error_code == _THROTTLED)
-        final = unretried_error(invocation)
-        if final is not None and final.error_code == _THROTTLED:
-            throttles += 1
+        outcome, errors, throttles = self._counts(invocation, response)
         document: dict[str, Any] = {
             "_aws": {
                 "Timestamp": int(self._clock.utcnow().timestamp() * 1000),
@@ -202,7 +232,7 @@ class EmfObserver:
             "Outcome": outcome,
             "Region": invocation.region,
             "Invocations": 1,
-            "Errors": 0 if response.success or outcome in _NOT_AN_ERROR else 1,
+            "Errors": errors,
             "Throttles": throttles,
             "Retries": len(invocation.retries),
             "Attempts": invocation.attempts,
@@ -212,14 +242,8 @@ class EmfObserver:
             document["RequestId"] = invocation.aws_request_id
         return document
 
-    def line(self, invocation: Invocation, response: ExecuteResponse, duration: float) -> str:
-        """:meth:`record` as one compact JSON line, built without re-encoding the constant
-        parts (the same JSON value as ``json.dumps(record(...))``)."""
-        target = invocation.target
-        static = self._static.get(id(target))
-        if static is None or static[0] is not target or static[2] != invocation.region:
-            static = (target, _dumps(function_label(invocation)), invocation.region)
-            self._static[id(target)] = static
+    def _counts(self, invocation: Invocation, response: ExecuteResponse) -> tuple[str, int, int]:
+        """(outcome, errors, throttled attempts) of one finished call."""
         outcome = outcome_of(response)
         throttles = 0
         for retry in invocation.retries:
@@ -229,18 +253,44 @@ class EmfObserver:
         if final is not None and final.error_code == _THROTTLED:
             throttles += 1
         errors = 0 if response.success or outcome in _NOT_AN_ERROR else 1
+        return outcome, errors, throttles
+
+    def _head(self, function_json: str, invocation_type: str, outcome: str, region: str) -> str:
+        return "".join(
+            (
+                '{"_aws":{"Timestamp":',
+                str(int(self._clock.utcnow().timestamp() * 1000)),
+                self._directives,
+                '"Function":',
+                function_json,
+                ',"InvocationType":',
+                _dumps(invocation_type),
+                ',"Outcome":',
+                _dumps(outcome),
+                ',"Region":',
+                _dumps(region),
+            )
+        )
+
+    def _function_json(self, invocation: Invocation) -> str:
+        target = invocation.target
+        static = self._static.get(id(target))
+        if static is None or static[0] is not target or static[2] != invocation.region:
+            static = (target, _dumps(function_label(invocation)), invocation.region)
+            self._static[id(target)] = static
+        return static[1]
+
+    def line(self, invocation: Invocation, response: ExecuteResponse, duration: float) -> str:
+        """:meth:`record` as one compact JSON line, built without re-encoding the constant
+        parts (the same JSON value as ``json.dumps(record(...))``)."""
+        outcome, errors, throttles = self._counts(invocation, response)
         parts = [
-            '{"_aws":{"Timestamp":',
-            str(int(self._clock.utcnow().timestamp() * 1000)),
-            self._directives,
-            '"Function":',
-            static[1],
-            ',"InvocationType":',
-            _dumps(invocation.invocation_type),
-            ',"Outcome":',
-            _dumps(outcome),
-            ',"Region":',
-            _dumps(invocation.region),
+            self._head(
+                self._function_json(invocation),
+                invocation.invocation_type,
+                outcome,
+                invocation.region,
+            ),
             f',"Invocations":1,"Errors":{errors},"Throttles":{throttles}',
             f',"Retries":{len(invocation.retries)},"Attempts":{invocation.attempts}',
             ',"Duration":',
@@ -251,11 +301,52 @@ class EmfObserver:
         parts.append("}")
         return "".join(parts)
 
-    def on_finish(self, invocation: Invocation, response: ExecuteResponse, duration: float) -> None:
-        """Write the line."""
-        line = self.line(invocation, response, duration)
+    def _group_line(self, key: tuple[str, str, str, str], group: _Group) -> str:
+        function_json, invocation_type, outcome, region = key
+        return (
+            self._head(function_json, invocation_type, outcome, region)
+            + f',"Invocations":{group.invocations},"Errors":{group.errors}'
+            + f',"Throttles":{group.throttles},"Retries":{group.retries}'
+            + f',"Attempts":{group.attempts},"Duration":{_dumps(group.durations)}}}'
+        )
+
+    def flush(self) -> None:
+        """Write the buffered groups now (nothing to do without ``flush_interval``)."""
+        self._last_flush = self._clock.monotonic()
+        groups, self._groups = self._groups, {}
+        for key, group in groups.items():
+            self._write(self._group_line(key, group))
+
+    def _write(self, line: str) -> None:
         if self._logger is not None:
             self._logger.log(self._level, line)
         else:
             stream = self._stream if self._stream is not None else sys.stdout
             stream.write(line + "\n")
+
+    def on_finish(self, invocation: Invocation, response: ExecuteResponse, duration: float) -> None:
+        """Write the line, or add the call to its group (and flush when it is time)."""
+        if self.flush_interval is None:
+            self._write(self.line(invocation, response, duration))
+            return
+        outcome, errors, throttles = self._counts(invocation, response)
+        key = (
+            self._function_json(invocation),
+            invocation.invocation_type,
+            outcome,
+            invocation.region,
+        )
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Group()
+        group.invocations += 1
+        group.errors += errors
+        group.throttles += throttles
+        group.retries += len(invocation.retries)
+        group.attempts += invocation.attempts
+        group.durations.append(round(duration * 1000.0, 3))
+        if len(group.durations) >= _MAX_VALUES:
+            del self._groups[key]
+            self._write(self._group_line(key, group))
+        if self._clock.monotonic() - self._last_flush >= self.flush_interval:
+            self.flush()
