@@ -45,3 +45,12 @@ def test_unknown_names_raise_attribute_error() -> None:
     """A name that does not exist is an AttributeError, not an import attempt."""
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         _ = observability.Nope
+
+
+def test_all_is_exact() -> None:
+    """``__all__`` lists exactly the public names, each resolving to something."""
+    public = {name for name in dir(observability) if not name.startswith("_")}
+    public -= {"annotations", "importlib", "Any", "TYPE_CHECKING"}
+    public -= {"emf", "health", "prometheus", "tracing"}  # the submodules
+    assert public | set(observability._LAZY) == set(observability.__all__)
+    assert all(getattr(observability, name) is not None for name in observability.__all__)
