@@ -321,7 +321,7 @@ def main() -> None:
     """Parse the options and run."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per round")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[10, 50, 500])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 10, 50, 500])
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per row")
     parser.add_argument(
         "--local-runtime",
