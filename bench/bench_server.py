@@ -328,7 +328,12 @@ def main() -> None:
         action="store_true",
         help="back the module with the local runtime (one prewarmed worker per concurrent call)",
     )
-    asyncio.run(run(parser.parse_args()))
+    args = parser.parse_args()
+    if args.local_runtime and max(args.concurrency) > 64:
+        parser.error(
+            "--local-runtime starts one worker process per concurrent call: use --concurrency <= 64"
+        )
+    asyncio.run(run(args))
 
 
 if __name__ == "__main__":
