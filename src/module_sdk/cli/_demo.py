@@ -252,7 +252,7 @@ async def run_demo(directory: Path, out: Any = None) -> int:
                     scenario.function,
                     got,
                     str(attempts),
-                    _cut(text or "", 52),
+                    _cut(text or "", 46),
                     "yes" if good else "NO",
                 ]
             )
@@ -267,7 +267,7 @@ async def run_demo(directory: Path, out: Any = None) -> int:
                     "outcome",
                     "tries",
                     "reply",
-                    "as expected",
+                    "expected?",
                 ],
                 rows,
             ),
