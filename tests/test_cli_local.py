@@ -16,7 +16,7 @@ import pytest
 from conftest import EXAMPLES
 from local_support import RuntimeThread, boto3_client
 from module_sdk.cli import main
-from module_sdk.local import FaultPlan, Faults
+from module_sdk.local import FaultDecision
 
 FUNCTIONS = EXAMPLES / "functions"
 
@@ -152,23 +152,12 @@ def test_invoke_log_tail(runtime: RuntimeThread, capsys: pytest.CaptureFixture[s
     assert "| REPORT RequestId:" in out
 
 
-def _seed_throttling_once(function: str) -> int:
-    """A seed whose first call to ``function`` is throttled and whose second is not."""
-    faults = Faults(throttle_rate=0.5, retry_after=0)
-    for seed in range(1000):
-        plan = FaultPlan(faults, seed=seed)
-        if plan.decide(function).throttle and not plan.decide(function).throttle:
-            return seed
-    raise AssertionError("no seed found")
-
-
 def test_invoke_verbose_shows_attempts_retries_and_the_log_tail(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--verbose prints each attempt, the retry delay and reason, and the log tail."""
-    seed = _seed_throttling_once("dice")
-    faults = {"dice": Faults(throttle_rate=0.5, retry_after=0)}
-    with RuntimeThread(FUNCTIONS, faults=faults, seed=seed) as rt:
+    with RuntimeThread(FUNCTIONS) as rt:
+        rt.runtime.script_faults("dice", FaultDecision(throttle=True, retry_after=0))
         status = main(
             ["invoke", "dice", "--command", "!roll", "d20", "--verbose", "--endpoint-url", rt.url]
         )

@@ -186,3 +186,13 @@ def test_local_package_exports_exactly_its_all() -> None:
 
     public = {name for name in dir(local) if not name.startswith("_")}
     assert public == set(local.__all__)
+
+
+def test_scripted_decisions_come_before_random_draws() -> None:
+    """Scripted decisions are used first, in order, then the random faults apply."""
+    plan = FaultPlan(Faults(error_rate=1.0), seed=3)
+    plan.script("dice", FaultDecision(throttle=True), FaultDecision())
+    assert plan.decide("dice") == FaultDecision(throttle=True)
+    assert plan.decide("dice") == FaultDecision()
+    assert plan.decide("dice").error
+    assert plan.decide("other").error

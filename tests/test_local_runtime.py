@@ -616,3 +616,22 @@ async def test_idle_workers_are_stopped_after_idle_timeout(tmp_path: Path) -> No
                 await asyncio.sleep(0.05)
         assert await pid_of_call(client) != pid
         assert rt.stats.cold_starts["crash"] == 2
+
+
+async def test_scripted_throttle_is_retried_by_the_adapter(tmp_path: Path) -> None:
+    """A scripted 429 then a clean call: LambdaAdapter retries once and succeeds."""
+    from module_sdk import ExecuteRequest, LambdaAdapter
+    from module_sdk.local import FaultDecision
+    from module_sdk.testing import FakeClock
+
+    async with _runtime(tmp_path, ["echo"]) as rt:
+        rt.script_faults("echo", FaultDecision(throttle=True, retry_after=0.25))
+        clock = FakeClock()
+        adapter = LambdaAdapter("echo", "us-east-1", "echo", endpoint_url=rt.url, clock=clock)
+        request = ExecuteRequest("!echo", [], "u", "e", "c", "sess-429", "twitch")
+        response = await adapter.execute_async(request)
+        await adapter.aclose()
+        assert rt.stats.faults["throttle"] == 1
+        assert rt.stats.runs[("echo", "sess-429")] == 1
+    assert response.success
+    assert clock.sleeps and clock.sleeps[0] >= 0.25  # Retry-After is the floor

@@ -112,6 +112,15 @@ class FaultPlan:
         self.functions: dict[str, Faults] = dict(functions or {})
         self.seed = seed
         self._rngs: dict[str, random.Random] = {}
+        self._scripts: dict[str, list[FaultDecision]] = {}
+
+    def script(self, function: str, *decisions: FaultDecision) -> None:
+        """Queue exact decisions for the next calls to ``function``, in order.
+
+        They are used before any random draw (``FaultDecision()`` is a clean call), so a
+        test can say "throttle the first call, answer the second" without a seed search.
+        """
+        self._scripts.setdefault(function, []).extend(decisions)
 
     def set(self, faults: Faults | None, function: str | None = None) -> None:
         """Replace the global faults (``function=None``) or one function's (None removes)."""
@@ -134,7 +143,10 @@ class FaultPlan:
         return rng
 
     def decide(self, function: str) -> FaultDecision:
-        """Draw the faults of one call to ``function``."""
+        """Draw the faults of one call to ``function`` (a scripted decision first)."""
+        scripted = self._scripts.get(function)
+        if scripted:
+            return scripted.pop(0)
         faults = self.faults_for(function)
         if not faults.active:
             return _NONE
