@@ -283,10 +283,15 @@ class BreakerState:
         if self.state is not _CLOSED or outcome is _IGNORED:
             return self.state  # a call let through before the breaker opened: too late
         failed = outcome is _FAILURE
-        self.window.append(failed)
+        window = self.window
+        if not failed and not self.failures and len(window) >= config.window_size:
+            # A healthy window: one more success changes nothing (no failure in the last
+            # window_size calls also means no failure in a row).
+            return _CLOSED
+        window.append(failed)
         self.failures += failed
-        if len(self.window) > config.window_size:
-            self.failures -= self.window.popleft()
+        while len(window) > config.window_size:
+            self.failures -= window.popleft()
         self.consecutive = self.consecutive + 1 if failed else 0
         if failed and (
             (
@@ -294,8 +299,8 @@ class BreakerState:
                 and self.consecutive >= config.consecutive_failures
             )
             or (
-                len(self.window) >= config.minimum_calls
-                and self.failures >= config.failure_rate_threshold * len(self.window)
+                len(window) >= config.minimum_calls
+                and self.failures >= config.failure_rate_threshold * len(window)
             )
         ):
             self._open(now)
@@ -428,7 +433,8 @@ class CircuitBreakerPolicy:
         outcome = _IGNORED
         try:
             response = await call_next(invocation)
-            outcome = config.classify(response.error_code, invocation.attempts)
+            code = response.error_code
+            outcome = _SUCCESS if code is None else config.classify(code, invocation.attempts)
             return response
         except ModuleSDKError as exc:
             outcome = config.classify(exc.error_code.value, invocation.attempts)

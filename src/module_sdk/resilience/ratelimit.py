@@ -259,6 +259,19 @@ def take_slots(slots: list[list[float]], now: float, max_wait: float) -> Grant:
     return _GO if wait == 0.0 else Grant(True, wait)
 
 
+def _lru_slot(
+    table: OrderedDict[str, list[float]], key: str, limit: Limit, now: float, max_keys: int
+) -> list[float]:
+    slot = table.get(key)
+    if slot is None:
+        slot = table[key] = [limit.capacity, now, limit.capacity, limit.rate]
+        if len(table) > max_keys:
+            table.popitem(last=False)
+    else:
+        table.move_to_end(key)
+    return slot
+
+
 class RateLimitPolicy:
     """The pipeline step: take tokens, then wait (bounded) or refuse with ``rate_limited``."""
 
@@ -286,11 +299,15 @@ class RateLimitPolicy:
         self._user_prefix = self._prefix + ":user:"
         self._community_prefix = self._prefix + ":community:"
         self._reject = config.mode == "reject"
+        self._adapter_only = config.per_user is None and config.per_community is None
+        self._monotonic = clock.monotonic
         self._per_user = config.per_user
         self._per_community = config.per_community
         self._adapter_bucket = (
             None if adapter_limit is None else BucketSpec(self._prefix, adapter_limit)
         )
+        self._users: OrderedDict[str, list[float]] = OrderedDict()
+        self._communities: OrderedDict[str, list[float]] = OrderedDict()
         self._adapter_slot: list[float] | None = None
         if self._memory is not None and adapter_limit is not None:
             self._adapter_slot = self._memory.fixed_slot(
@@ -312,15 +329,18 @@ class RateLimitPolicy:
     def _memory_slots(
         self, memory: MemoryBucketStore, invocation: Invocation, now: float
     ) -> list[list[float]]:
+        # Per-user and per-community buckets sit in their own LRUs keyed by the bare id:
+        # no key building and no method call per bucket on this hot path.
         slots = [] if self._adapter_slot is None else [self._adapter_slot]
-        if self._per_user is not None or self._per_community is not None:
-            request = invocation.request
-            if self._per_user is not None:
-                key = self._user_prefix + request.user_id
-                slots.append(memory.keyed_slot(key, self._per_user, now))
-            if self._per_community is not None:
-                key = self._community_prefix + request.community_id
-                slots.append(memory.keyed_slot(key, self._per_community, now))
+        request = invocation.request
+        limit = self._per_user
+        if limit is not None:
+            slots.append(_lru_slot(self._users, request.user_id, limit, now, memory.max_keys))
+        limit = self._per_community
+        if limit is not None:
+            slots.append(
+                _lru_slot(self._communities, request.community_id, limit, now, memory.max_keys)
+            )
         return slots
 
     def _max_wait(self, invocation: Invocation) -> float:
@@ -361,8 +381,17 @@ class RateLimitPolicy:
         """
         memory = self._memory
         assert memory is not None, "admit_now needs in-process buckets: use admit()"
+        now = self._monotonic()
+        slot = self._adapter_slot
+        if self._adapter_only and slot is not None:
+            # The common case, inlined: one bucket with a token in it.
+            if now > slot[1]:
+                slot[0] = min(slot[2], slot[0] + (now - slot[1]) * slot[3])
+                slot[1] = now
+            if slot[0] >= 1.0:
+                slot[0] -= 1.0
+                return 0.0
         max_wait = 0.0 if self._reject else self._max_wait(invocation)
-        now = self.clock.monotonic()
         grant = take_slots(self._memory_slots(memory, invocation, now), now, max_wait)
         if not grant.granted:
             raise self._refuse(grant, max_wait)
