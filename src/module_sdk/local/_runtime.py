@@ -292,8 +292,8 @@ class LocalLambdaRuntime:
     def script_faults(self, function: str, *decisions: FaultDecision) -> None:
         """Make the next calls to ``function`` meet exactly ``decisions``, in order::
 
-            rt.script_faults("dice", FaultDecision(throttle=True, retry_after=0))
-            # the first call is throttled, the next ones follow the (random) faults
+        rt.script_faults("dice", FaultDecision(throttle=True, retry_after=0))
+        # the first call is throttled, the next ones follow the (random) faults
         """
         self.faults.script(function, *decisions)
 
