@@ -491,3 +491,15 @@ async def test_client_context_header(scripted: ScriptedLambdaServer) -> None:
     contexts = [inv["client_context"] for inv in scripted.invocations]
     assert len(contexts) == 2
     assert all(base64.b64decode(c) == b'{"custom":{"k":"v"}}' for c in contexts)
+
+
+@pytest.mark.parametrize("size", [2 * 1024 * 1024, 6 * 1024 * 1024 - 1024], ids=["2MB", "6MB"])
+async def test_large_events_are_sent_intact(scripted: ScriptedLambdaServer, size: int) -> None:
+    """Events up to the 6 MB limit are streamed (no raw-bytes warning) and arrive whole."""
+    scripted.script("dice", Reply.ok({"success": True}))
+    big = request(event_data="x" * (size - 600))
+    async with adapter_for(scripted) as adapter:
+        response = await adapter.execute_async(big)
+    assert response.success, response.error
+    body = scripted.invocations[0]["body"]
+    assert json.loads(body)["trigger"]["event_data"] == "x" * (size - 600)

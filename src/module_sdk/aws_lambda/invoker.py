@@ -7,6 +7,7 @@ methods can stand in (see :class:`module_sdk.testing.HandlerInvoker`).
 from __future__ import annotations
 
 import asyncio
+import io
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -23,6 +24,8 @@ __all__ = [
 ]
 
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 1024
+_STREAM_BODY_OVER = 512 * 1024
+"""Bodies larger than this are handed to aiohttp as a stream (it refuses big raw bytes)."""
 """Largest reply read from Lambda (its own limit is 6 MB); anything longer is cut there."""
 
 
@@ -138,7 +141,11 @@ class AioBotocoreInvoker:
             "FunctionName": call.function_name,
             "InvocationType": call.invocation_type,
             "LogType": call.log_type,
-            "Payload": call.payload,
+            # aiohttp warns (an error under -W error) that a big raw-bytes body may block the
+            # loop; a BytesIO is written in chunks. A fresh one per attempt: retries resend it.
+            "Payload": (
+                io.BytesIO(call.payload) if len(call.payload) > _STREAM_BODY_OVER else call.payload
+            ),
         }
         if call.qualifier:
             params["Qualifier"] = call.qualifier
