@@ -130,7 +130,7 @@ class RetryPolicy:
                     "Lambda invocation failed (%s): %s. Retrying in %.2fs (attempt %d/%d, "
                     "session: %s)",
                     error.reason,
-                    error.message,
+                    error.message.rstrip(". "),
                     delay,
                     invocation.attempts,
                     self.max_retries + 1,
