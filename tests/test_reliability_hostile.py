@@ -73,7 +73,7 @@ json_values = st.recursive(
         st.lists(children, max_size=5)
         | st.dictionaries(st.sampled_from(KNOWN_KEYS) | st.text(max_size=10), children, max_size=6)
     ),
-    max_leaves=30,
+    max_leaves=20,
 )
 # Objects shaped like replies: the known keys with values of any type.
 reply_objects = st.dictionaries(st.sampled_from(KNOWN_KEYS), json_values, max_size=8)
@@ -104,14 +104,14 @@ def parse(body: bytes, function_error: str | None = None, truncated: bool = Fals
     return parse_invocation(result, "RequestResponse")
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(value=json_values | reply_objects | api_gateway, function_error=function_errors)
 def test_any_json_reply_gives_a_valid_response(value: Any, function_error: str | None) -> None:
     """Any JSON value as the reply, with or without a function error, parses validly."""
     assert_valid(parse(encode(value), function_error))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     body=st.binary(max_size=300) | st.text(max_size=100).map(str.encode),
     function_error=function_errors,
@@ -121,7 +121,7 @@ def test_any_bytes_give_a_valid_response(body: bytes, function_error: str | None
     assert_valid(parse(body, function_error))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     inner=json_values,
     api_status=st.integers(-(10**6), 10**6) | st.floats() | st.text(max_size=8),
@@ -351,7 +351,7 @@ def harness() -> Iterator[Harness]:
 
 
 @settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(case=hostile_requests())
 def test_hostile_requests_are_refused_without_a_call(

@@ -101,13 +101,14 @@ async def test_cancelling_thousands_of_calls_leaves_nothing_behind(
             "dice",
             endpoint_url=server.url,
             max_connections=POOL,
+            connect_timeout=120,  # signing thousands of calls starves the loop for seconds
             observers=[finishes],
             pool=pool,
         )
         tasks = [asyncio.create_task(adapter.execute_async(request(i))) for i in range(CALLS)]
         # Cancel while calls are at every stage: on the wire, waiting for a pooled connection,
         # being signed, not yet started.
-        await until(lambda: server.count() >= 1 + POOL // 4)
+        await until(lambda: server.count() >= 1 + POOL // 4, timeout=120)
         on_the_wire = server.count() - 1
         for task in tasks:
             task.cancel()
