@@ -322,8 +322,9 @@ async def main() -> int:
         print(soak_section(soak_report), flush=True)
 
     note = (
-        f"Produced on {started:%Y-%m-%d} by `bench/soak.py` with a {args.minutes:g}-minute soak"
-        f"{'' if chaos else ' (chaos skipped)'} on {platform.system()} / Python "
+        f"Produced on {started:%Y-%m-%d} by `make soak SOAK_MINUTES={args.minutes:g}` (a "
+        f"{args.minutes:g}-minute soak; the default is 30){'' if chaos else ', chaos skipped,'}"
+        f" on {platform.system()} / Python "
         f"{platform.python_version()}, {os.cpu_count()} CPU cores shared with other work: "
         "throughput figures are that machine's, not the SDK's ceiling."
     )
