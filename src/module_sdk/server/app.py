@@ -19,6 +19,7 @@ circuit_open); 503 while shutting down. Every error body is JSON:
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import logging
@@ -44,6 +45,7 @@ SERVICE_KEY_HEADER = "X-Service-Key"
 _REQUIRED_FIELDS = ("command", "user_id", "entity_id", "community_id", "session_id")
 _JSON = "application/json"
 _dumps = json.dumps
+_RESPONSE_FIELDS = tuple(f.name for f in dataclasses.fields(ExecuteResponse))
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -465,7 +467,8 @@ class ModuleServer:
 
     @staticmethod
     def _response_body(response: ExecuteResponse, session_id: str, name: str) -> dict[str, Any]:
-        body = response.to_dict()
+        # A shallow copy: to_dict()'s recursive asdict() deep-copies data for nothing here.
+        body = {key: getattr(response, key) for key in _RESPONSE_FIELDS}
         body["session_id"] = session_id
         body["module"] = name
         return body
