@@ -14,6 +14,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +25,23 @@ from prometheus_client import CollectorRegistry
 from module_sdk import ExecuteRequest, ExecuteResponse
 from module_sdk.adapters import LambdaAdapter
 from module_sdk.aws_lambda.clients import ClientSettings
-from module_sdk.aws_lambda.redact import redact
+from module_sdk.aws_lambda.redact import (
+    _FILTER,
+    BOTOCORE_LOGGERS,
+    install_log_redaction,
+    redact,
+)
 from module_sdk.errors import ModuleSDKError
 from module_sdk.observability import EmfObserver, PrometheusMetrics, TracingObserver
 from module_sdk.observability.prometheus import render_metrics
-from module_sdk.resilience.deadletter import SQLiteDeadLetterSink
+from module_sdk.resilience.deadletter import (
+    DeadLetterEntry,
+    SQLiteDeadLetterSink,
+    SQSDeadLetterSink,
+    new_entry_id,
+)
 from module_sdk.testing import Reply, ScriptedLambdaServer
+from moto_support import FAKE_KEY_ID, FAKE_SECRET, MotoLambda
 from observability_support import in_memory_tracer
 
 ACCESS_KEY = "AKIACANARY7ZX4Q2W9RT"
@@ -200,3 +213,54 @@ def test_redact_removes_each_form(text: str) -> None:
     clean = redact(text)
     assert leaks(clean) == []
     assert "[REDACTED]" in clean
+
+
+async def test_sqs_dead_letter_sink_alone_logs_no_canary(
+    moto_lambda: MotoLambda, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An SQS dead-letter sink used before any Lambda client exists redacts botocore too."""
+    import boto3
+
+    queue = boto3.client(
+        "sqs",
+        region_name="us-east-1",
+        endpoint_url=moto_lambda.url,
+        aws_access_key_id=FAKE_KEY_ID,
+        aws_secret_access_key=FAKE_SECRET,
+    ).create_queue(QueueName=f"canary-{uuid.uuid4().hex[:12]}")["QueueUrl"]
+    for name in BOTOCORE_LOGGERS:  # as in a fresh process: no filter installed yet
+        logging.getLogger(name).removeFilter(_FILTER)
+    try:
+        caplog.set_level(logging.DEBUG)
+        now = datetime.now(UTC)
+        entry = DeadLetterEntry(
+            id=new_entry_id(now),
+            payload={"request_id": "s-1", "trigger": {"command": "!roll"}},
+            function_name="dice",
+            qualifier=None,
+            region="us-east-1",
+            invocation_type="Event",
+            module_name="dice",
+            error="throttled",
+            error_code="throttled",
+            attempts=4,
+            first_failure_at=now,
+            last_failure_at=now,
+        )
+        async with SQSDeadLetterSink(
+            queue,
+            region="us-east-1",
+            endpoint_url=moto_lambda.url,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            aws_session_token=SESSION_TOKEN,
+            receive_wait_seconds=0,
+        ) as sink:
+            await sink.put(entry)
+            stored = await sink.list()
+    finally:
+        install_log_redaction()
+    assert [e.request_id for e in stored] == ["s-1"]
+    assert any(r.name.startswith("botocore") for r in caplog.records)
+    assert [r.name for r in caplog.records if leaks(r.getMessage())] == []
+    assert leaks(caplog.text) == []

@@ -153,6 +153,9 @@ class SQSDeadLetterSink:
                 from aiobotocore.config import AioConfig
                 from aiobotocore.session import AioSession
 
+                from module_sdk.aws_lambda.redact import install_log_redaction
+
+                install_log_redaction()  # botocore logs signed requests at DEBUG
                 key, secret, token = self._credentials
                 stack = AsyncExitStack()
                 try:
