@@ -185,3 +185,16 @@ def test_adapter_rejects_a_wrong_rate_limit_type() -> None:
     """rate_limit=<a number> is refused with the fix."""
     with pytest.raises(ConfigurationError, match=r"RateLimit\(rate="):
         LambdaAdapter("dice", "us-east-1", "dice", rate_limit=10)  # type: ignore[arg-type]
+
+
+async def test_per_user_buckets_in_an_adapter_are_bounded() -> None:
+    """An adapter keeps at most max_keys user buckets; a forgotten user starts full."""
+    clock = FakeClock()
+    adapter, _ = limited(RateLimit(per_user=Limit(0.001, burst=1), max_keys=3), clock)
+    for user in ["a", "b", "c", "d"]:
+        assert (await adapter.execute_async(request(user))).success
+    policy = adapter._builtin.rate_limit
+    assert policy is not None
+    assert list(policy._users) == ["b", "c", "d"]
+    assert (await adapter.execute_async(request("d"))).error_code == "rate_limited"
+    assert (await adapter.execute_async(request("a"))).success  # evicted, so full again

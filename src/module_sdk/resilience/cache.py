@@ -216,7 +216,8 @@ class ResponseCachePolicy:
             self._store: CacheStore = self._memory
         else:
             self._store = state.cache_store()
-        self._ttls = dict(config.commands)  # a plain dict: looked up on every call
+        self.ttls = dict(config.commands)
+        """Command -> TTL, as a plain dict (it is looked up on every call)."""
         self.hits = 0
         self.misses = 0
 
@@ -227,7 +228,7 @@ class ResponseCachePolicy:
 
     def ttl_for(self, invocation: Invocation) -> float | None:
         """The TTL if this call's reply may be cached, else None."""
-        ttl = self._ttls.get(invocation.request.command)
+        ttl = self.ttls.get(invocation.request.command)
         if ttl is None or invocation.invocation_type != "RequestResponse":
             return None
         return ttl

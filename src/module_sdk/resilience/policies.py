@@ -75,7 +75,11 @@ class BuiltinPolicies:
             if wait > 0.0:
                 await rate_limit.pause(invocation, wait)
         cache = self.cache
-        ttl = None if cache is None else cache.ttl_for(invocation)
+        ttl = None
+        if cache is not None:
+            ttl = cache.ttls.get(invocation.request.command)
+            if invocation.invocation_type != "RequestResponse":
+                ttl = None
         key = ""
         if cache is not None and ttl is not None:
             hit, key = await cache.lookup(invocation)

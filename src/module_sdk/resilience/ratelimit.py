@@ -259,16 +259,25 @@ def take_slots(slots: list[list[float]], now: float, max_wait: float) -> Grant:
     return _GO if wait == 0.0 else Grant(True, wait)
 
 
-def _lru_slot(
-    table: OrderedDict[str, list[float]], key: str, limit: Limit, now: float, max_keys: int
+def _keyed_slot(
+    table: OrderedDict[str, list[float]],
+    key: str,
+    limit: Limit,
+    now: float,
+    memory: MemoryBucketStore,
 ) -> list[float]:
+    """A per-user / per-community slot, refilled to ``now`` (least recently used evicted)."""
     slot = table.get(key)
     if slot is None:
         slot = table[key] = [limit.capacity, now, limit.capacity, limit.rate]
-        if len(table) > max_keys:
+        if len(table) > memory.max_keys:
             table.popitem(last=False)
-    else:
-        table.move_to_end(key)
+        return slot
+    table.move_to_end(key)
+    if now > slot[1]:
+        level = slot[0] + (now - slot[1]) * slot[3]
+        slot[0] = level if level < slot[2] else slot[2]
+        slot[1] = now
     return slot
 
 
@@ -298,6 +307,8 @@ class RateLimitPolicy:
         self._prefix = "{" + self.name + "}"
         self._user_prefix = self._prefix + ":user:"
         self._community_prefix = self._prefix + ":community:"
+        self.in_memory = state is None
+        """True when the buckets live in this process (:meth:`admit_now` may be used)."""
         self._reject = config.mode == "reject"
         self._adapter_only = config.per_user is None and config.per_community is None
         self._monotonic = clock.monotonic
@@ -326,23 +337,6 @@ class RateLimitPolicy:
             )
         return specs
 
-    def _memory_slots(
-        self, memory: MemoryBucketStore, invocation: Invocation, now: float
-    ) -> list[list[float]]:
-        # Per-user and per-community buckets sit in their own LRUs keyed by the bare id:
-        # no key building and no method call per bucket on this hot path.
-        slots = [] if self._adapter_slot is None else [self._adapter_slot]
-        request = invocation.request
-        limit = self._per_user
-        if limit is not None:
-            slots.append(_lru_slot(self._users, request.user_id, limit, now, memory.max_keys))
-        limit = self._per_community
-        if limit is not None:
-            slots.append(
-                _lru_slot(self._communities, request.community_id, limit, now, memory.max_keys)
-            )
-        return slots
-
     def _max_wait(self, invocation: Invocation) -> float:
         if self.config.mode == "reject":
             return 0.0
@@ -359,11 +353,6 @@ class RateLimitPolicy:
         if math.isinf(max_wait):
             return "no wait bound"
         return f"only {max_wait:.2f}s left before total_timeout"
-
-    @property
-    def in_memory(self) -> bool:
-        """True when the buckets live in this process (:meth:`admit_now` may be used)."""
-        return self._memory is not None
 
     def _refuse(self, grant: Grant, max_wait: float) -> PolicyRejection:
         return PolicyRejection(
@@ -382,17 +371,39 @@ class RateLimitPolicy:
         memory = self._memory
         assert memory is not None, "admit_now needs in-process buckets: use admit()"
         now = self._monotonic()
-        slot = self._adapter_slot
-        if self._adapter_only and slot is not None:
-            # The common case, inlined: one bucket with a token in it.
-            if now > slot[1]:
-                slot[0] = min(slot[2], slot[0] + (now - slot[1]) * slot[3])
-                slot[1] = now
-            if slot[0] >= 1.0:
-                slot[0] -= 1.0
+        # The common case inlined (this runs on every call): refill each bucket, and if every
+        # one has a token, take them. Anything else goes through take_slots below.
+        adapter = self._adapter_slot
+        ready = True
+        if adapter is not None:
+            if now > adapter[1]:
+                level = adapter[0] + (now - adapter[1]) * adapter[3]
+                adapter[0] = level if level < adapter[2] else adapter[2]
+                adapter[1] = now
+            ready = adapter[0] >= 1.0
+        if adapter is not None and self._adapter_only:
+            if ready:
+                adapter[0] -= 1.0
+                return 0.0
+            slots = [adapter]
+        else:
+            request = invocation.request
+            user = community = None
+            if self._per_user is not None:
+                user = _keyed_slot(self._users, request.user_id, self._per_user, now, memory)
+                ready = ready and user[0] >= 1.0
+            if self._per_community is not None:
+                community = _keyed_slot(
+                    self._communities, request.community_id, self._per_community, now, memory
+                )
+                ready = ready and community[0] >= 1.0
+            slots = [s for s in (adapter, user, community) if s is not None]
+            if ready:
+                for slot in slots:
+                    slot[0] -= 1.0
                 return 0.0
         max_wait = 0.0 if self._reject else self._max_wait(invocation)
-        grant = take_slots(self._memory_slots(memory, invocation, now), now, max_wait)
+        grant = take_slots(slots, now, max_wait)
         if not grant.granted:
             raise self._refuse(grant, max_wait)
         return grant.wait
