@@ -283,7 +283,9 @@ class ModuleServer:
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self._key is not None and request.path != "/health":
             given = request.headers.get(SERVICE_KEY_HEADER)
-            if given is None or not hmac.compare_digest(given.encode(), self._key):
+            if given is None or not hmac.compare_digest(
+                given.encode("utf-8", "surrogateescape"), self._key
+            ):
                 logger.warning(
                     "refused %s %s from %s: %s %s header",
                     request.method,
