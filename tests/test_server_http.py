@@ -627,3 +627,19 @@ async def test_a_port_in_use_fails_at_start(scripted: ScriptedLambdaServer) -> N
         await second.aclose()
     finally:
         await first.aclose()
+
+
+async def test_a_key_that_is_not_utf8_is_a_401(client: Client) -> None:
+    """Raw non-UTF-8 bytes in X-Service-Key are refused like any wrong key."""
+    host, port = client.server.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"POST /api/v1/execute HTTP/1.1\r\nHost: x\r\nX-Service-Key: \xff\xfe\r\n"
+        b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"
+    )
+    await writer.drain()
+    reply = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    assert reply.startswith(b"HTTP/1.1 401 ")
+    assert b'"unauthorized"' in reply
