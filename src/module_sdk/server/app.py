@@ -86,6 +86,10 @@ class BadRequest(Exception):
     """The request body cannot be turned into an ExecuteRequest (answered with 400)."""
 
 
+def _refuse_constant(name: str) -> Any:
+    raise BadRequest(f"the body is not valid JSON ({name} is not a JSON number)")
+
+
 class _Module:
     """A module as the server sees it: its adapter, commands and in-flight count."""
 
@@ -323,7 +327,7 @@ class ModuleServer:
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
         raw = await request.read()  # raises 413 past client_max_size (chunked bodies too)
         try:
-            body = json.loads(raw)
+            body = json.loads(raw, parse_constant=_refuse_constant)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BadRequest(f"the body is not valid JSON ({exc})") from None
         if not isinstance(body, dict):
