@@ -330,6 +330,8 @@ class ModuleServer:
             body = json.loads(raw, parse_constant=_refuse_constant)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BadRequest(f"the body is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise BadRequest("the body is nested too deeply") from None
         if not isinstance(body, dict):
             raise BadRequest(f"the body must be a JSON object, not {type(body).__name__}")
         return body
