@@ -647,3 +647,20 @@ async def test_a_key_that_is_not_utf8_is_a_401(client: Client) -> None:
     await writer.wait_closed()
     assert reply.startswith(b"HTTP/1.1 401 ")
     assert b'"unauthorized"' in reply
+
+
+async def test_health_hides_error_text_without_the_key(
+    client: Client, scripted: ScriptedLambdaServer
+) -> None:
+    """Unauthenticated probes see error codes, not the functions' own error text."""
+    scripted.script(
+        "waddlebot-dice",
+        Reply.function_error({"errorMessage": "secret user input", "errorType": "ValueError"}),
+    )
+    await client.post("/api/v1/execute", body())
+    _, anonymous = await client.get("/health", headers={})
+    _, trusted = await client.get("/health")
+    dice_anonymous, dice_trusted = anonymous["modules"]["dice"], trusted["modules"]["dice"]
+    assert dice_anonymous["last_error_code"] == "function_error"
+    assert "secret user input" not in json.dumps(anonymous)
+    assert "secret user input" in dice_trusted["last_error"]

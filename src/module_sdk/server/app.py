@@ -495,8 +495,17 @@ class ModuleServer:
     async def _health(self, request: web.Request) -> web.Response:
         modules = {}
         healthy = not self._draining
+        # Probes call /health without the key: the functions' own error texts (which may
+        # quote user input) are shown only to callers holding it; error codes always are.
+        given = request.headers.get(SERVICE_KEY_HEADER)
+        trusted = self._key is None or (
+            given is not None
+            and hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self._key)
+        )
         for module in self._modules.values():
             status = module.adapter.get_health_status()
+            if not trusted and status.get("last_error") is not None:
+                status["last_error"] = "[hidden: send X-Service-Key to see it]"
             status["in_flight"] = module.in_flight
             status["rejected_busy"] = module.rejected
             modules[module.name] = status
