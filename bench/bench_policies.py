@@ -1,13 +1,14 @@
 """What the resilience policies cost per call.
 
 One in-process function (``HandlerInvoker``: the event is decoded and the reply encoded as
-Lambda would) behind four adapters:
+Lambda would) behind these adapters:
 
 - ``off``: no policy at all (the baseline);
-- ``on (memory)``: circuit breaker, adapter-wide + per-user + per-community rate limits, a
-  retry budget and the response cache (on for ``!help``; the benchmarked ``!roll`` passes
-  through it), all in this process;
-- ``on (memory), cache misses``: the same with ``!roll`` cached too, every request with
+- ``on (memory)``: circuit breaker, adapter-wide rate limit, a retry budget and the response
+  cache (on for ``!help``; the benchmarked ``!roll`` passes through it), all in this process;
+- ``on (memory), +user/community``: the same plus per-user and per-community buckets (50
+  users in rotation);
+- ``on (memory), cache misses``: all of that with ``!roll`` cached too, every request with
   different args, so each is looked up, missed and stored (the cache's worst case);
 - ``on (memory), cache hits``: the same, with repeated requests answered from the cache;
 - ``on (Redis)``: the same policies with their state in a real local redis-server.
@@ -47,12 +48,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return {"success": True, "message": f"rolled {event['trigger']['context_text']}"}
 
 
-def requests(count: int, *, distinct: bool) -> list[ExecuteRequest]:
+def requests(count: int, *, distinct: bool, tag: str = "") -> list[ExecuteRequest]:
     """``count`` requests, all different (cache misses) or all the same (hits)."""
     return [
         ExecuteRequest(
             COMMAND,
-            [f"{i}d6" if distinct else "2d6"],
+            [f"{tag}{i}d6" if distinct else "2d6"],
             f"u-{i % 50}",
             "e-1",
             "c-1",
@@ -64,7 +65,11 @@ def requests(count: int, *, distinct: bool) -> list[ExecuteRequest]:
 
 
 def make_adapter(
-    *, policies: bool, state: RedisState | None = None, cached: tuple[str, ...] = (COMMAND,)
+    *,
+    policies: bool,
+    state: RedisState | None = None,
+    cached: tuple[str, ...] = (COMMAND,),
+    keyed: bool = True,
 ) -> LambdaAdapter:
     """An adapter with every policy on (rates high enough never to refuse) or none.
 
@@ -78,8 +83,8 @@ def make_adapter(
             "rate_limit": RateLimit(
                 rate=1e9,
                 burst=1e9,
-                per_user=Limit(1e9, 1e9),
-                per_community=Limit(1e9, 1e9),
+                per_user=Limit(1e9, 1e9) if keyed else None,
+                per_community=Limit(1e9, 1e9) if keyed else None,
             ),
             "retry_budget": StandardRetryBudget(),
             "cache": ResponseCacheConfig(
@@ -114,13 +119,17 @@ async def interleaved(
     cpu: dict[str, list[float]] = {k: [] for k in makers}
     wall: dict[str, list[float]] = {k: [] for k in makers}
     for name, make in makers.items():
-        await measure(make(), batches[name][:500])  # warm-up
+        warm = batches[name]
+        await measure(make(), (warm(-1) if callable(warm) else warm)[:500])  # warm-up
     names = list(makers)
     for index in range(rounds):
         for name in names if index % 2 == 0 else reversed(names):
-            spent, elapsed = await measure(makers[name](), batches[name])
-            cpu[name].append(spent / len(batches[name]))
-            wall[name].append(elapsed / len(batches[name]))
+            batch = batches[name]
+            if callable(batch):  # a fresh batch per round (a shared cache outlives adapters)
+                batch = batch(index)
+            spent, elapsed = await measure(makers[name](), batch)
+            cpu[name].append(spent / len(batch))
+            wall[name].append(elapsed / len(batch))
     base = names[0]
     return {
         name: {
@@ -153,31 +162,36 @@ async def main() -> None:
         args.rounds,
         {
             "off": lambda: make_adapter(policies=False),
-            "on (memory)": lambda: make_adapter(policies=True, cached=()),
+            "on (memory)": lambda: make_adapter(policies=True, cached=(), keyed=False),
+            "on (memory), +user/community": lambda: make_adapter(policies=True, cached=()),
             "on (memory), cache misses": lambda: make_adapter(policies=True),
             "on (memory), cache hits": lambda: make_adapter(policies=True),
         },
         {
             "off": misses,
             "on (memory)": misses,
+            "on (memory), +user/community": misses,
             "on (memory), cache misses": misses,
             "on (memory), cache hits": hits,
         },
     )
     print(f"{args.rounds} rounds of {args.calls:,} sequential calls per variant; CPU = best round")
     print()
-    print(f"| {'adapter':<26} | {'CPU µs/call':>11} | {'CPU vs off':>10} | {'wall µs/call':>12} |")
-    print(f"|{'-' * 28}|{'-' * 12}:|{'-' * 11}:|{'-' * 13}:|")
+    print(f"| {'adapter':<29} | {'CPU µs/call':>11} | {'CPU vs off':>10} | {'wall µs/call':>12} |")
+    print(f"|{'-' * 31}|{'-' * 12}:|{'-' * 11}:|{'-' * 13}:|")
     for name, row in memory.items():
         print(
-            f"| {name:<26} | {row['cpu'] * 1e6:>11.1f} | {row['ratio']:>9.3f}x "
+            f"| {name:<29} | {row['cpu'] * 1e6:>11.1f} | {row['ratio']:>9.3f}x "
             f"| {row['wall'] * 1e6:>12.1f} |"
         )
     if args.no_redis:
         return
     with RedisServer() as server:
         state = RedisState(server.url, prefix="bench:")
-        batch = requests(args.redis_calls, distinct=True)
+
+        def batch(index: int) -> list[ExecuteRequest]:
+            return requests(args.redis_calls, distinct=True, tag=f"r{index}")
+
         redis = await interleaved(
             args.redis_rounds,
             {
@@ -195,12 +209,12 @@ async def main() -> None:
     )
     print()
     print(
-        f"| {'adapter':<26} | {'wall µs/call':>12} | {'added µs/call':>13} | {'CPU vs off':>10} |"
+        f"| {'adapter':<29} | {'wall µs/call':>12} | {'added µs/call':>13} | {'CPU vs off':>10} |"
     )
-    print(f"|{'-' * 28}|{'-' * 13}:|{'-' * 14}:|{'-' * 11}:|")
+    print(f"|{'-' * 31}|{'-' * 13}:|{'-' * 14}:|{'-' * 11}:|")
     for name, row in redis.items():
         print(
-            f"| {name:<26} | {row['wall_median'] * 1e6:>12.1f} "
+            f"| {name:<29} | {row['wall_median'] * 1e6:>12.1f} "
             f"| {row['wall_ratio_delta'] * 1e6:>13.1f} "
             f"| {row['ratio']:>9.2f}x |"
         )
