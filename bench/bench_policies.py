@@ -209,12 +209,12 @@ async def main() -> None:
     )
     print()
     print(
-        f"| {'adapter':<29} | {'wall µs/call':>12} | {'added µs/call':>13} | {'CPU vs off':>10} |"
+        f"| {'adapter':<29} | {'median wall µs':>14} | {'added µs/call':>13} | {'CPU vs off':>10} |"
     )
-    print(f"|{'-' * 31}|{'-' * 13}:|{'-' * 14}:|{'-' * 11}:|")
+    print(f"|{'-' * 31}|{'-' * 15}:|{'-' * 14}:|{'-' * 11}:|")
     for name, row in redis.items():
         print(
-            f"| {name:<29} | {row['wall_median'] * 1e6:>12.1f} "
+            f"| {name:<29} | {row['wall_median'] * 1e6:>14.1f} "
             f"| {row['wall_ratio_delta'] * 1e6:>13.1f} "
             f"| {row['ratio']:>9.2f}x |"
         )
