@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from module_sdk import ExecuteRequest, LambdaAdapter
+from module_sdk import ConfigurationError, ExecuteRequest, LambdaAdapter
 from module_sdk.errors import ErrorCode, InvocationError
 from module_sdk.resilience.breaker import (
     BreakerState,
@@ -242,7 +242,7 @@ async def test_unreachable_redis_fails_open(caplog: pytest.LogCaptureFixture) ->
 
 _WORKER = r"""
 import asyncio, json, sys, time
-from module_sdk import ExecuteRequest, LambdaAdapter
+from module_sdk import ConfigurationError, ExecuteRequest, LambdaAdapter
 from module_sdk.errors import ErrorCode, InvocationError
 from module_sdk.resilience.breaker import CircuitBreakerConfig
 from module_sdk.resilience.ratelimit import RateLimit
@@ -349,3 +349,30 @@ async def test_breaker_state_and_reset(state: RedisState) -> None:
     assert await store.state("k") is CircuitState.OPEN
     await store.reset("k")
     assert await store.state("k") is CircuitState.CLOSED
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({}, "exactly one of url"),
+        ({"url": "http://127.0.0.1:6379"}, "redis://"),
+        ({"url": "redis://127.0.0.1:1/0", "prefix": 5}, "prefix"),
+    ],
+    ids=["nothing", "not-redis-url", "bad-prefix"],
+)
+def test_bad_redis_state_settings(kwargs: dict[str, Any], fragment: str) -> None:
+    """RedisState refuses bad settings with the fix in the message."""
+    with pytest.raises(ConfigurationError, match=fragment):
+        RedisState(**kwargs)
+
+
+def test_adapter_refuses_a_state_that_is_not_a_backend() -> None:
+    """state= must be a backend such as RedisState (a URL string is refused by name)."""
+    with pytest.raises(ConfigurationError, match="RedisState"):
+        LambdaAdapter(
+            "dice",
+            "us-east-1",
+            "dice",
+            circuit_breaker=True,
+            state="redis://127.0.0.1:6379",  # type: ignore[arg-type]
+        )

@@ -385,4 +385,5 @@ class RedisState:
     async def aclose(self) -> None:
         """Close the client if this object made it from a URL."""
         if self._owns_client:
-            await self.client.aclose()
+            close = getattr(self.client, "aclose", None) or self.client.close  # redis-py < 5.0.1
+            await close()
