@@ -352,3 +352,24 @@ async def test_open_breaker_makes_zero_calls_to_the_endpoint(
             response = await adapter.execute_async(request(f"s-{i}"))
             assert response.error_code == "circuit_open"
     assert scripted.count(name) == 4
+
+
+async def test_process_registry_reset_closes_breakers_in_place() -> None:
+    """PROCESS_BREAKERS.reset(key) closes the breaker that existing adapters hold."""
+    from module_sdk.resilience.breaker import PROCESS_BREAKERS, breaker_key
+
+    invoker = OutageInvoker()
+    adapter = LambdaAdapter(
+        unique(),
+        "us-east-1",
+        "dice",
+        max_retries=0,
+        circuit_breaker=CircuitBreakerConfig(consecutive_failures=1),
+        invoker=invoker,
+    )
+    await adapter.execute_async(request())
+    assert adapter.get_health_status()["circuit_state"] == "open"
+    PROCESS_BREAKERS.reset(breaker_key(adapter.target, adapter.invoke_region))
+    assert adapter.get_health_status()["circuit_state"] == "closed"
+    invoker.flaky.failing = False
+    assert (await adapter.execute_async(request())).success

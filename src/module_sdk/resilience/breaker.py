@@ -220,8 +220,13 @@ class BreakerState:
     )
 
     def __init__(self) -> None:
-        self.state = _CLOSED
         self.window: deque[bool] = deque()
+        self.clear()
+
+    def clear(self) -> None:
+        """Back to closed with an empty window."""
+        self.state = _CLOSED
+        self.window.clear()
         self.failures = 0
         self.consecutive = 0
         self.opened_at = 0.0
@@ -339,11 +344,10 @@ class MemoryBreakerStore:
         return breaker
 
     def reset(self, key: str | None = None) -> None:
-        """Forget one breaker (or all): they start closed again."""
-        if key is None:
-            self._breakers.clear()
-        else:
-            self._breakers.pop(key, None)
+        """Close one breaker (or all) and empty its window, in place for every adapter."""
+        for name, breaker in self._breakers.items():
+            if key is None or name == key:
+                breaker.clear()
 
     async def allow(self, key: str, config: CircuitBreakerConfig, now: float) -> Permit:
         """Ask before a call."""
