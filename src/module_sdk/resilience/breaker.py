@@ -397,6 +397,11 @@ class CircuitBreakerPolicy:
         self._last_seen = _CLOSED
 
     @property
+    def in_memory(self) -> bool:
+        """True when the state lives in this process (:meth:`enter_now` may be used)."""
+        return self._memory is not None
+
+    @property
     def state(self) -> CircuitState:
         """The state as this process last saw it (exact for in-process state)."""
         if self._memory is not None:
@@ -412,46 +417,75 @@ class CircuitBreakerPolicy:
             return self.clock.monotonic()
         return self._state.now(self.clock)
 
+    def _refuse(self, permit: Permit) -> PolicyRejection:
+        return PolicyRejection(
+            f"circuit breaker for {self.key!r} is {permit.state.value}: not calling the "
+            f"function; next trial call in {permit.retry_after:.1f}s",
+            error_code=ErrorCode.CIRCUIT_OPEN,
+            retry_after=permit.retry_after,
+        )
+
+    def enter_now(self, invocation: Invocation) -> Permit:
+        """In-process state only: ask before a call (raises ``circuit_open`` when refused)."""
+        memory = self._memory
+        assert memory is not None, "enter_now needs in-process state: use the policy itself"
+        # Closed needs no clock reading: the common case stays cheap.
+        if memory.state is _CLOSED:
+            return _CLOSED_PERMIT
+        permit = memory.allow(self.config, self.clock.monotonic())
+        if not permit.allowed:
+            raise self._refuse(permit)
+        if permit.trial:
+            invocation.extras["circuit_trial"] = True
+        return permit
+
+    def exit_now(self, permit: Permit, outcome: Outcome) -> None:
+        """In-process state only: count a finished call."""
+        memory = self._memory
+        assert memory is not None
+        # Only an opening is time-stamped, so only a failure needs the clock.
+        now = self.clock.monotonic() if outcome is _FAILURE else 0.0
+        after = memory.record(self.config, now, outcome, permit.trial)
+        if after is not permit.state:
+            self._log_change(permit.state, after)
+
+    def outcome_of(self, response: ExecuteResponse, invocation: Invocation) -> Outcome:
+        """How a finished call's response is counted."""
+        code = response.error_code
+        return _SUCCESS if code is None else self.config.classify(code, invocation.attempts)
+
     async def __call__(self, invocation: Invocation, call_next: Handler) -> ExecuteResponse:
         """Refuse while open; otherwise call through and record the outcome."""
+        if self._memory is not None:
+            permit = self.enter_now(invocation)
+            outcome = _IGNORED
+            try:
+                response = await call_next(invocation)
+                outcome = self.outcome_of(response, invocation)
+                return response
+            except ModuleSDKError as exc:
+                outcome = self.config.classify(exc.error_code.value, invocation.attempts)
+                raise
+            finally:
+                # Cancellation and unexpected errors stay IGNORED (but free a trial slot).
+                self.exit_now(permit, outcome)
         config = self.config
-        memory = self._memory
-        if memory is not None:
-            # Closed needs no clock reading: the common case stays cheap.
-            state = memory.state
-            permit = (
-                _CLOSED_PERMIT if state is _CLOSED else memory.allow(config, self.clock.monotonic())
-            )
-        else:
-            permit = await self._store.allow(self.key, config, self._now())
-            self._last_seen = permit.state
+        permit = await self._store.allow(self.key, config, self._now())
+        self._last_seen = permit.state
         if not permit.allowed:
-            raise PolicyRejection(
-                f"circuit breaker for {self.key!r} is {permit.state.value}: not calling the "
-                f"function; next trial call in {permit.retry_after:.1f}s",
-                error_code=ErrorCode.CIRCUIT_OPEN,
-                retry_after=permit.retry_after,
-            )
+            raise self._refuse(permit)
         if permit.trial:
             invocation.extras["circuit_trial"] = True
         outcome = _IGNORED
         try:
             response = await call_next(invocation)
-            code = response.error_code
-            outcome = _SUCCESS if code is None else config.classify(code, invocation.attempts)
+            outcome = self.outcome_of(response, invocation)
             return response
         except ModuleSDKError as exc:
             outcome = config.classify(exc.error_code.value, invocation.attempts)
             raise
         finally:
-            # Cancellation and unexpected errors stay IGNORED (but free a trial slot).
-            if memory is not None:
-                # Only an opening is time-stamped, so only a failure needs the clock.
-                now = self.clock.monotonic() if outcome is _FAILURE else 0.0
-                after = memory.record(config, now, outcome, permit.trial)
-                if after is not permit.state:
-                    self._log_change(permit.state, after)
-            elif outcome is not _IGNORED or permit.trial:
+            if outcome is not _IGNORED or permit.trial:
                 before = self._last_seen
                 try:
                     self._last_seen = await self._store.record(

@@ -259,28 +259,6 @@ def take_slots(slots: list[list[float]], now: float, max_wait: float) -> Grant:
     return _GO if wait == 0.0 else Grant(True, wait)
 
 
-def _keyed_slot(
-    table: OrderedDict[str, list[float]],
-    key: str,
-    limit: Limit,
-    now: float,
-    memory: MemoryBucketStore,
-) -> list[float]:
-    """A per-user / per-community slot, refilled to ``now`` (least recently used evicted)."""
-    slot = table.get(key)
-    if slot is None:
-        slot = table[key] = [limit.capacity, now, limit.capacity, limit.rate]
-        if len(table) > memory.max_keys:
-            table.popitem(last=False)
-        return slot
-    table.move_to_end(key)
-    if now > slot[1]:
-        level = slot[0] + (now - slot[1]) * slot[3]
-        slot[0] = level if level < slot[2] else slot[2]
-        slot[1] = now
-    return slot
-
-
 class RateLimitPolicy:
     """The pipeline step: take tokens, then wait (bounded) or refuse with ``rate_limited``."""
 
@@ -389,19 +367,48 @@ class RateLimitPolicy:
         else:
             request = invocation.request
             user = community = None
-            if self._per_user is not None:
-                user = _keyed_slot(self._users, request.user_id, self._per_user, now, memory)
-                ready = ready and user[0] >= 1.0
-            if self._per_community is not None:
-                community = _keyed_slot(
-                    self._communities, request.community_id, self._per_community, now, memory
-                )
-                ready = ready and community[0] >= 1.0
-            slots = [s for s in (adapter, user, community) if s is not None]
+            # The two lookups are written out (no helper call, no comprehension frame).
+            limit = self._per_user
+            if limit is not None:
+                key = request.user_id
+                table = self._users
+                user = table.get(key)
+                if user is None:
+                    user = table[key] = [limit.capacity, now, limit.capacity, limit.rate]
+                    if len(table) > memory.max_keys:
+                        table.popitem(last=False)
+                else:
+                    table.move_to_end(key)
+                    if now > user[1]:
+                        level = user[0] + (now - user[1]) * user[3]
+                        user[0] = level if level < user[2] else user[2]
+                        user[1] = now
+                    ready = ready and user[0] >= 1.0
+            limit = self._per_community
+            if limit is not None:
+                key = request.community_id
+                table = self._communities
+                community = table.get(key)
+                if community is None:
+                    community = table[key] = [limit.capacity, now, limit.capacity, limit.rate]
+                    if len(table) > memory.max_keys:
+                        table.popitem(last=False)
+                else:
+                    table.move_to_end(key)
+                    if now > community[1]:
+                        level = community[0] + (now - community[1]) * community[3]
+                        community[0] = level if level < community[2] else community[2]
+                        community[1] = now
+                    ready = ready and community[0] >= 1.0
             if ready:
-                for slot in slots:
-                    slot[0] -= 1.0
+                if adapter is not None:
+                    adapter[0] -= 1.0
+                if user is not None:
+                    user[0] -= 1.0
+                if community is not None:
+                    community[0] -= 1.0
                 return 0.0
+            slots = [s for s in (adapter, user, community) if s is not None]
         max_wait = 0.0 if self._reject else self._max_wait(invocation)
         grant = take_slots(slots, now, max_wait)
         if not grant.granted:
