@@ -340,8 +340,8 @@ class Ledger:
         """What each attempt met, from the runtime's decisions.
 
         One thing no fault plan decides: an attempt the runtime answered late because the
-        machine was overloaded. An attempt without an injected fault that lasted at least
-        ``read_timeout`` by the harness's own clock may have timed out at the client: it
+        machine was overloaded. An attempt that lasted at least ``read_timeout`` by the
+        harness's own clock may have timed out at the client whatever the runtime decided: it
         counts as a timeout when the adapter treated it as one (it retried, or answered
         ``timeout`` last), and is counted in ``late_timeouts``.
         """
@@ -349,9 +349,10 @@ class Ledger:
         for position, attempt in enumerate(attempts):
             planned = attempt_outcome(attempt.decision, command, kind)
             lasted = durations[position] if position < len(durations) else 0.0
-            late = planned not in TRANSIENT and lasted >= self.read_timeout * 0.95
+            late = planned != "timeout" and lasted >= self.read_timeout * 0.95
             is_last = position == len(attempts) - 1
-            if late and (not is_last or answer.error_code == "timeout"):
+            retried_anyway = not is_last and planned not in TRANSIENT
+            if late and (retried_anyway or (is_last and answer.error_code == "timeout")):
                 self.figures.late_timeouts += 1
                 planned = "timeout"
             met.append(planned)
@@ -386,6 +387,15 @@ class Resources:
     threads: int
     tasks: int
     rss_mb: float
+    watcher_threads: int = 0
+    """asyncio's child watchers: one per live handler process of the local runtime."""
+    executor_threads: int = 0
+    """The loop's default executor (reused, at most ``min(32, cores + 4)``)."""
+
+    @property
+    def other_threads(self) -> int:
+        """Every other thread: what the SDK itself would have leaked."""
+        return self.threads - self.watcher_threads - self.executor_threads
 
 
 def resources() -> Resources:
@@ -404,7 +414,17 @@ def resources() -> Resources:
         tasks = len(asyncio.all_tasks())
     except RuntimeError:
         tasks = 0
-    return Resources(fds, sockets, pipes, threading.active_count(), tasks, rss_mb())
+    names = [thread.name for thread in threading.enumerate()]
+    return Resources(
+        fds,
+        sockets,
+        pipes,
+        len(names),
+        tasks,
+        rss_mb(),
+        watcher_threads=sum(name.startswith("waitpid-") for name in names),
+        executor_threads=sum(name.startswith("asyncio_") for name in names),
+    )
 
 
 async def settled(baseline: Resources | None, timeout: float) -> Resources:
@@ -470,7 +490,7 @@ class ChaosStack:
             "initial_retry_delay": profile.initial_retry_delay,
             "max_retry_delay": profile.max_retry_delay,
             "read_timeout": profile.read_timeout,
-            "connect_timeout": 5.0,
+            "connect_timeout": 30.0,  # a starved loop must not turn into connect timeouts
             "max_connections": profile.max_connections,
             "observers": [self.counter],
         }

@@ -53,7 +53,8 @@ async def test_chaos_every_request_gets_one_correct_answer(
     assert after.sockets == base.sockets
     assert after.pipes == base.pipes + 2 * report.cold_starts  # new warm handler processes
     assert after.fds - after.sockets - after.pipes == base.fds - base.sockets - base.pipes
-    assert after.threads == base.threads + report.cold_starts  # one child watcher each
+    assert after.other_threads == base.other_threads
+    assert after.watcher_threads == base.watcher_threads + report.cold_starts
     assert after.tasks == base.tasks
     assert report.after_tasks == []
     assert after.rss_mb - base.rss_mb < RSS_TOLERANCE_MB

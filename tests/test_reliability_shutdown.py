@@ -122,7 +122,7 @@ async def test_cancelling_thousands_of_calls_leaves_nothing_behind(
         after = await quiet(baseline)
     assert after.sockets == baseline.sockets
     assert after.tasks == baseline.tasks
-    assert after.threads == baseline.threads
+    assert after.other_threads == baseline.other_threads
     assert after.fds == baseline.fds
 
 
@@ -164,7 +164,7 @@ async def test_aclose_during_load_finishes_cleanly(
     codes = Counter(r.error_code or "success" for r in results if isinstance(r, ExecuteResponse))
     assert codes == {"success": LOAD}  # aclose() let the calls in flight finish first
     assert isinstance(late, ExecuteResponse)
-    assert after.threads == baseline.threads
+    assert after.other_threads == baseline.other_threads
     assert after.sockets == baseline.sockets
     assert after.tasks == baseline.tasks
     assert after.fds == baseline.fds
