@@ -422,7 +422,7 @@ def resources() -> Resources:
         len(names),
         tasks,
         rss_mb(),
-        watcher_threads=sum(name.startswith("waitpid-") for name in names),
+        watcher_threads=sum(name.startswith(("asyncio-waitpid-", "waitpid-")) for name in names),
         executor_threads=sum(name.startswith("asyncio_") for name in names),
     )
 
