@@ -664,3 +664,23 @@ async def test_health_hides_error_text_without_the_key(
     assert dice_anonymous["last_error_code"] == "function_error"
     assert "secret user input" not in json.dumps(anonymous)
     assert "secret user input" in dice_trusted["last_error"]
+
+
+async def test_non_finite_numbers_become_null(
+    client: Client, scripted: ScriptedLambdaServer
+) -> None:
+    """NaN/Infinity in a function's reply reach the router as null (strict JSON)."""
+    scripted.script(
+        "waddlebot-dice", Reply.ok(raw=b'{"success": true, "score": NaN, "max": Infinity}')
+    )
+    async with client.session.post(
+        client.server.url + "/api/v1/execute", json=body(), headers=AUTH
+    ) as reply:
+        text = await reply.text()
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    answer = json.loads(text, parse_constant=refuse)
+    assert answer["success"] is True
+    assert answer["data"] == {"score": None, "max": None}

@@ -23,6 +23,7 @@ import dataclasses
 import hmac
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
@@ -44,7 +45,27 @@ logger = logging.getLogger(__name__)
 SERVICE_KEY_HEADER = "X-Service-Key"
 _REQUIRED_FIELDS = ("command", "user_id", "entity_id", "community_id", "session_id")
 _JSON = "application/json"
-_dumps = json.dumps
+
+
+def _dumps(body: Any) -> str:
+    """JSON that strict parsers accept: NaN and Infinity (which a function's reply may carry
+    and Python's json writes) become null."""
+    try:
+        return json.dumps(body, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(body), allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
 _RESPONSE_FIELDS = tuple(f.name for f in dataclasses.fields(ExecuteResponse))
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
