@@ -121,6 +121,8 @@ def test_metadata_section_must_be_a_dict() -> None:
         ({"args": ["ok", 3]}, "args must be a list of strings"),
         ({"metadata": []}, "metadata must be a dict"),
         ({"scopes": [None]}, "scopes must be a list of strings"),
+        ({"user_id": "u\ud800"}, r"ExecuteRequest.user_id is not valid Unicode"),
+        ({"args": ["ok", "\udfff"]}, r"ExecuteRequest.args\[1\] is not valid Unicode"),
     ],
     ids=[
         "command-int",
@@ -132,6 +134,8 @@ def test_metadata_section_must_be_a_dict() -> None:
         "args-int",
         "metadata-list",
         "scopes",
+        "surrogate-id",
+        "surrogate-arg",
     ],
 )
 def test_validate_request_rejects(overrides: dict[str, Any], fragment: str) -> None:

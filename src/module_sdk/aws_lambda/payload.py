@@ -65,12 +65,17 @@ def validate_request(request: object) -> ExecuteRequest:
             raise RequestError(
                 f"ExecuteRequest.{name}={value[:60]!r} contains control characters: remove them"
             )
+        if not value.isascii():
+            _check_unicode(f"ExecuteRequest.{name}", value)
     if not request.command:
         raise RequestError("ExecuteRequest.command must not be empty")
     if not isinstance(request.args, list | tuple) or not all(
         isinstance(a, str) for a in request.args
     ):
         raise RequestError("ExecuteRequest.args must be a list of strings")
+    for index, arg in enumerate(request.args):
+        if not arg.isascii():
+            _check_unicode(f"ExecuteRequest.args[{index}]", arg)
     if not isinstance(request.metadata, Mapping):
         raise RequestError(
             f"ExecuteRequest.metadata must be a dict, not {type(request.metadata).__name__}"
@@ -87,6 +92,16 @@ def validate_request(request: object) -> ExecuteRequest:
     ):
         raise RequestError("ExecuteRequest.scopes must be a list of strings")
     return request
+
+
+def _check_unicode(field: str, value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RequestError(
+            f"{field} is not valid Unicode ({exc.reason} at position {exc.start}): "
+            "remove lone surrogate characters"
+        ) from None
 
 
 def _section(metadata: Mapping[str, Any], key: str) -> Mapping[str, Any]:
