@@ -5,12 +5,12 @@ from __future__ import annotations
 import builtins
 import json
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
+from module_sdk.aws_lambda.redact import redact
 from module_sdk.errors import ErrorCode, ModuleSDKError
 
 __all__ = [
@@ -66,25 +66,13 @@ def new_entry_id(at: datetime | None = None) -> str:
     return f"{millis:012x}{os.urandom(10).hex()}"
 
 
-_SECRET_PATTERNS = (
-    # access key ids (the public half, still an identifier we keep out of stored records)
-    (re.compile(r"\b(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{12,}\b"), "[REDACTED-KEY-ID]"),
-    # SigV4 pieces that AWS echoes back in SignatureDoesNotMatch messages
-    (re.compile(r"(Credential=)[^,\s&\"']+"), r"\1[REDACTED]"),
-    (re.compile(r"(Signature=)[0-9a-fA-F]+"), r"\1[REDACTED]"),
-    (re.compile(r"(?i)(X-Amz-Security-Token[=:]\s*)[^\s&\"']+"), r"\1[REDACTED]"),
-    (
-        re.compile(r"(?i)(aws_secret_access_key|aws_session_token)(\W+)[^\s,\"']+"),
-        r"\1\2[REDACTED]",
-    ),
-)
-
-
 def scrub(text: str) -> str:
-    """``text`` with AWS key ids, SigV4 credentials/signatures and tokens redacted."""
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
+    """``text`` with AWS key ids, SigV4 credentials/signatures and tokens redacted.
+
+    The same rules as the classification boundary and botocore's log filter
+    (:func:`module_sdk.aws_lambda.redact.redact`), so stored records and logs agree.
+    """
+    return redact(text)
 
 
 def _iso(moment: datetime) -> str:
