@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from module_sdk.resilience.breaker import PROCESS_BREAKERS
 from module_sdk.testing import ScriptedLambdaServer
 from moto_support import FAKE_KEY_ID, FAKE_SECRET, MotoLambda
 
@@ -38,6 +39,13 @@ def _hermetic_aws(
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(empty / "config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty / "credentials"))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_breakers() -> Iterator[None]:
+    """No breaker opened by one test is seen by the next."""
+    yield
+    PROCESS_BREAKERS.clear()
 
 
 @pytest.fixture

@@ -373,3 +373,58 @@ async def test_process_registry_reset_closes_breakers_in_place() -> None:
     assert adapter.get_health_status()["circuit_state"] == "closed"
     invoker.flaky.failing = False
     assert (await adapter.execute_async(request())).success
+
+
+async def test_fake_clock_breaker_never_judged_on_the_real_clock() -> None:
+    """A breaker opened on a FakeClock is not seen by an adapter on the real clock."""
+    name = "dice"  # the same function name on purpose
+    fake = LambdaAdapter(
+        name,
+        "us-east-1",
+        "dice",
+        max_retries=0,
+        circuit_breaker=CircuitBreakerConfig(consecutive_failures=1, open_duration=60),
+        invoker=OutageInvoker(),
+        clock=FakeClock(start=1000.0),
+    )
+    assert (await fake.execute_async(request())).error_code == "service_error"
+    assert fake.get_health_status()["circuit_state"] == "open"
+    real = LambdaAdapter(
+        name,
+        "us-east-1",
+        "dice",
+        max_retries=0,
+        circuit_breaker=CircuitBreakerConfig(consecutive_failures=1, open_duration=60),
+        invoker=HandlerInvoker(lambda event, context: {"success": True}),
+    )
+    assert real.get_health_status()["circuit_state"] == "closed"
+    assert (await real.execute_async(request())).success
+
+
+async def test_breakers_are_per_endpoint(scripted: ScriptedLambdaServer) -> None:
+    """A dead endpoint opens its own breaker, not the one of the same function elsewhere."""
+    breaker = CircuitBreakerConfig(consecutive_failures=1, open_duration=60)
+    dead = LambdaAdapter(
+        "quote",
+        "us-east-1",
+        "quote",
+        max_retries=0,
+        circuit_breaker=breaker,
+        endpoint_url="http://127.0.0.1:9",  # discard port: nothing listens
+        connect_timeout=1.0,
+    )
+    healthy = LambdaAdapter(
+        "quote",
+        "us-east-1",
+        "quote",
+        max_retries=0,
+        circuit_breaker=breaker,
+        endpoint_url=scripted.url,
+    )
+    scripted.script("quote", Reply.ok({"success": True, "message": "hi"}))
+    async with dead, healthy:
+        assert (await dead.execute_async(request())).error_code == "connection"
+        assert dead.get_health_status()["circuit_state"] == "open"
+        answer = await healthy.execute_async(request())
+    assert answer.success, answer.error
+    assert healthy.get_health_status()["circuit_state"] == "closed"

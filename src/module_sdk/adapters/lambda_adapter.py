@@ -308,6 +308,9 @@ class LambdaAdapter(BaseAdapter):
             state=state,
             target=self.target,
             region=self.invoke_region,
+            endpoint=endpoint_url
+            or os.environ.get("AWS_ENDPOINT_URL_LAMBDA")
+            or os.environ.get("AWS_ENDPOINT_URL"),
             module_name=self.module_name,
             invocation_type=invocation_type,
             clock=self._clock,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+import weakref
 from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 from module_sdk.errors import ConfigurationError, ErrorCode, ModuleSDKError, PolicyRejection
+from module_sdk.resilience.clock import SystemClock
 
 if TYPE_CHECKING:
     from module_sdk._models import ExecuteResponse
@@ -54,6 +56,7 @@ __all__ = [
     "Outcome",
     "Permit",
     "breaker_key",
+    "process_breakers",
 ]
 
 logger = logging.getLogger(__name__)
@@ -349,6 +352,11 @@ class MemoryBreakerStore:
             if key is None or name == key:
                 breaker.clear()
 
+    def clear(self) -> None:
+        """Close every breaker in place and forget them all (a fresh registry, for tests)."""
+        self.reset()
+        self._breakers.clear()
+
     async def allow(self, key: str, config: CircuitBreakerConfig, now: float) -> Permit:
         """Ask before a call."""
         return self.get(key).allow(config, now)
@@ -365,12 +373,36 @@ class MemoryBreakerStore:
 
 
 PROCESS_BREAKERS = MemoryBreakerStore()
-"""The in-process breaker registry shared by every adapter without a ``state=`` backend."""
+"""The in-process breaker registry shared by every adapter on the real clock without a
+``state=`` backend."""
+
+_TIMELINES: weakref.WeakKeyDictionary[object, MemoryBreakerStore] = weakref.WeakKeyDictionary()
 
 
-def breaker_key(target: FunctionTarget, region: str) -> str:
-    """``region:function:qualifier``: one breaker per function version."""
-    return f"{region}:{target.function_name}:{target.qualifier or '$LATEST'}"
+def process_breakers(clock: Clock) -> MemoryBreakerStore:
+    """The registry for ``clock``'s timeline.
+
+    Every :class:`SystemClock` reads the same monotonic time, so their adapters share
+    :data:`PROCESS_BREAKERS`. Any other clock (a test's ``FakeClock``) is a timeline of its
+    own: a breaker opened at fake time 1000 must never be judged against the real clock.
+    """
+    if isinstance(clock, SystemClock):
+        return PROCESS_BREAKERS
+    store = _TIMELINES.get(clock)
+    if store is None:
+        store = _TIMELINES[clock] = MemoryBreakerStore()
+    return store
+
+
+def breaker_key(target: FunctionTarget, region: str, endpoint: str | None = None) -> str:
+    """One breaker per function version at one endpoint.
+
+    ``endpoint|region:function:qualifier``, where ``endpoint`` is the Lambda API endpoint
+    (``aws`` for AWS's own) and ``function`` the name or ARN sent (an ARN names the account):
+    a dead test endpoint never opens the breaker of the same function name on AWS.
+    """
+    where = endpoint.rstrip("/") if endpoint else "aws"
+    return f"{where}|{region}:{target.function_name}:{target.qualifier or '$LATEST'}"
 
 
 class CircuitBreakerPolicy:
@@ -390,8 +422,9 @@ class CircuitBreakerPolicy:
         self._state = state
         self._memory: BreakerState | None = None
         if state is None:
-            self._memory = PROCESS_BREAKERS.get(key)
-            self._store: BreakerStore = PROCESS_BREAKERS
+            registry = process_breakers(clock)
+            self._memory = registry.get(key)
+            self._store: BreakerStore = registry
         else:
             self._store = state.breaker_store()
         self._last_seen = _CLOSED

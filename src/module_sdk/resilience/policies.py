@@ -117,6 +117,7 @@ def build_policies(
     state: StateBackend | None,
     target: FunctionTarget,
     region: str,
+    endpoint: str | None = None,
     module_name: str,
     invocation_type: str,
     clock: Clock,
@@ -161,6 +162,6 @@ def build_policies(
         breaker=None
         if circuit_breaker is None
         else CircuitBreakerPolicy(
-            circuit_breaker, key=breaker_key(target, region), clock=clock, state=state
+            circuit_breaker, key=breaker_key(target, region, endpoint), clock=clock, state=state
         ),
     )
