@@ -36,6 +36,8 @@ def test_all_is_exact() -> None:
         "local",
         "server",
         "observability",
+        "handler",
+        "pytest_plugin",
     }
     assert public == set(module_sdk.__all__) - {"__version__"}
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from module_sdk._models import ExecuteRequest
+from module_sdk.aws_lambda.args import join_args
 from module_sdk.errors import PayloadTooLargeError, RequestError
 
 __all__ = [
@@ -137,7 +138,7 @@ def build_payload(request: ExecuteRequest, now: datetime) -> dict[str, Any]:
         "trigger": {
             "type": "event" if is_event else "command",
             "command": request.command,
-            "context_text": " ".join(request.args),
+            "context_text": join_args(request.args),
             "event_type": metadata.get("event_type"),
             "event_data": metadata.get("event_data"),
         },

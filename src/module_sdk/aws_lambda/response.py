@@ -12,10 +12,12 @@ from typing import Any
 
 from module_sdk._models import ExecuteResponse
 from module_sdk.aws_lambda.invoker import InvocationResult
+from module_sdk.aws_lambda.limits import MAX_REPLY_DEPTH, nested_too_deep
 from module_sdk.errors import ErrorCode
 
 __all__ = [
     "MAX_ERROR_TEXT",
+    "MAX_REPLY_DEPTH",
     "decode_log_tail",
     "decode_reply",
     "normalize_targets",
@@ -29,8 +31,6 @@ logger = logging.getLogger(__name__)
 MAX_ERROR_TEXT = 1000
 """Characters of an unusable reply kept in ``ExecuteResponse.error``."""
 MAX_STACK_LINES = 50
-MAX_REPLY_DEPTH = 100
-"""Deepest nesting of lists and objects accepted in a reply (deeper: ``invalid_response``)."""
 _RESERVED = ("success", "message", "error")
 _TIMEOUT_RE = re.compile(r"Task timed out after\s+([\d.]+)\s+seconds")
 _TRUE = frozenset({"true", "yes", "1", "ok", "success", "y", "t"})
@@ -110,26 +110,9 @@ def decode_reply(payload: bytes) -> Any:
         raise _Unusable("the function's reply is not JSON: " + _truncate(text)) from None
     # json.loads accepts ~1,000 levels, but copying (ExecuteResponse.to_dict) or re-encoding
     # a reply that deep overflows the stack later: refuse it here, where it is explained.
-    if _nested_too_deep(text, reply):
+    if nested_too_deep(text, reply):
         raise _Unusable(f"the function's reply is nested more than {MAX_REPLY_DEPTH} levels deep")
     return reply
-
-
-def _nested_too_deep(text: str, value: Any) -> bool:
-    """Whether ``value`` (decoded from ``text``) nests more than MAX_REPLY_DEPTH levels."""
-    return text.count("[") + text.count("{") > MAX_REPLY_DEPTH and _too_deep(value)
-
-
-def _too_deep(value: Any, limit: int = MAX_REPLY_DEPTH) -> bool:
-    """Whether a decoded JSON value nests containers more than ``limit`` levels (iterative)."""
-    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item
-        if depth > limit:
-            return True
-        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
-    return False
 
 
 def _unwrap_api_gateway(reply: Mapping[str, Any]) -> tuple[Any, int] | None:
@@ -152,7 +135,7 @@ def _unwrap_api_gateway(reply: Mapping[str, Any]) -> tuple[Any, int] | None:
             decoded = json.loads(body) if body.strip() else None
         except (ValueError, RecursionError):
             decoded = body  # a plain-text body: it becomes the message
-        body = body if _nested_too_deep(body, decoded) else decoded
+        body = body if nested_too_deep(body, decoded) else decoded
     return body, status_code
 
 

@@ -10,7 +10,7 @@ Start it with ``waddlebot-lambda serve --config modules.toml`` or in-process::
 See ``docs/server.md`` for the protocol, the status codes and every configuration key.
 """
 
-from module_sdk.server._args import split_args
+from module_sdk.aws_lambda.args import split_args
 from module_sdk.server.app import SERVICE_KEY_HEADER, ModuleServer
 from module_sdk.server.config import (
     ModuleSpec,

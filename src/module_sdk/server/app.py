@@ -33,9 +33,9 @@ from aiohttp import web
 
 from module_sdk._models import ExecuteRequest, ExecuteResponse
 from module_sdk.adapters.base_adapter import BaseAdapter
+from module_sdk.aws_lambda.args import split_args
 from module_sdk.aws_lambda.payload import validate_request
 from module_sdk.errors import ConfigurationError, ErrorCode, RequestError
-from module_sdk.server._args import split_args
 from module_sdk.server.config import ServerConfig, build_adapter
 
 __all__ = ["SERVICE_KEY_HEADER", "ModuleServer"]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from module_sdk._models import ExecuteRequest, ExecuteResponse
+from module_sdk.aws_lambda.args import split_args
 from module_sdk.errors import ConfigurationError, ErrorCode, ModuleSDKError, RequestError
 from module_sdk.resilience.clock import Clock, SystemClock
 from module_sdk.resilience.deadletter._entry import (
@@ -210,7 +211,7 @@ def request_from_payload(payload: object) -> ExecuteRequest:
     context_text = _text(trigger.get("context_text"))
     return ExecuteRequest(
         command=_text(trigger.get("command")) or "replay",
-        args=context_text.split() if context_text else [],
+        args=split_args(context_text) if context_text else [],
         user_id=_text(user.get("id")),
         entity_id=_text(entity.get("id")),
         community_id=_text(community.get("id")),
