@@ -12,6 +12,7 @@ aiobotocore, botocore and aiohttp) are imported on first use of ``BaseAdapter`` 
 from __future__ import annotations
 
 import importlib
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from module_sdk._health import HealthStatus
@@ -65,4 +66,10 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    """The public names and the submodules loaded so far (not the helpers imported here)."""
+    loaded = {
+        name
+        for name, value in globals().items()
+        if isinstance(value, ModuleType) and value.__name__ == f"{__name__}.{name}"
+    }
+    return sorted(set(__all__) | loaded)
