@@ -41,8 +41,9 @@ async def test_metrics_route_serves_the_invocation_metrics(
     )
     assert server.metrics is not None
     async with server, aiohttp.ClientSession(headers={"X-Service-Key": KEY}) as session:
-        for _ in range(2):
-            async with session.post(server.url + "/api/v1/execute", json=BODY) as reply:
+        for i in range(2):  # two commands (the second is no re-send of the first)
+            sent = {**BODY, "session_id": f"sess-{i}"}
+            async with session.post(server.url + "/api/v1/execute", json=sent) as reply:
                 assert reply.status == 200
         async with session.get(server.url + "/metrics") as reply:
             assert reply.status == 200

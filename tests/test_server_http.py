@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -57,14 +58,14 @@ def make_config(endpoint: str, server: dict[str, Any] | None = None) -> ServerCo
 
 
 def body(command: str = "!roll", args: Any = "2d6", **extra: Any) -> dict[str, Any]:
-    """A router-style request body."""
+    """A router-style request body; each call is a new command (a new session_id)."""
     return {
         "command": command,
         "args": args,
         "user_id": "u1",
         "entity_id": "e1",
         "community_id": "c1",
-        "session_id": "sess-1",
+        "session_id": f"sess-{uuid.uuid4().hex}",
         "message": f"{command} {args}",
         **extra,
     }
@@ -143,7 +144,7 @@ async def test_execute_by_command_answers_200_with_the_response(
     client: Client, scripted: ScriptedLambdaServer
 ) -> None:
     """A known command runs its module's function and answers the ExecuteResponse + ids."""
-    status, answer, _ = await client.post("/api/v1/execute", body())
+    status, answer, _ = await client.post("/api/v1/execute", body(session_id="sess-1"))
     assert status == 200
     assert answer["success"] is True
     assert answer["session_id"] == "sess-1"
@@ -192,7 +193,8 @@ async def test_unknown_module_name_is_404(client: Client) -> None:
 
 async def test_unknown_command_is_404(client: Client, scripted: ScriptedLambdaServer) -> None:
     """A command no module answers is a JSON 404 and no function is called."""
-    status, answer, _ = await client.post("/api/v1/execute", body(command="!nope"))
+    sent = body(command="!nope", session_id="sess-1")
+    status, answer, _ = await client.post("/api/v1/execute", sent)
     assert status == 404
     assert answer == {
         "success": False,
@@ -437,7 +439,7 @@ async def test_throttled_function_answers_429(
 ) -> None:
     """Lambda's own 429 (after the adapter's retries) becomes the router's 429 + Retry-After."""
     scripted.script("waddlebot-dice", Reply.aws_error(429, "TooManyRequestsException", "slow"))
-    status, answer, reply = await client.post("/api/v1/execute", body())
+    status, answer, reply = await client.post("/api/v1/execute", body(session_id="sess-1"))
     assert status == 429
     assert reply.headers["Retry-After"] == "1"
     assert (answer["success"], answer["error_code"]) == (False, "throttled")

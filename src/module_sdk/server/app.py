@@ -36,6 +36,7 @@ from module_sdk.adapters.base_adapter import BaseAdapter
 from module_sdk.aws_lambda.args import split_args
 from module_sdk.aws_lambda.payload import validate_request
 from module_sdk.errors import ConfigurationError, ErrorCode, RequestError
+from module_sdk.server._resend import Answer, Hit, ResendGuard
 from module_sdk.server.config import ServerConfig, build_adapter
 
 __all__ = ["SERVICE_KEY_HEADER", "ModuleServer"]
@@ -103,6 +104,26 @@ def _metrics_setting(metrics: Any) -> Any:
     return server_metrics()
 
 
+def _resend_counter(metrics: Any) -> Any:
+    """The counter of answers served to re-sends, on the metrics' registry (None: no metrics)."""
+    if metrics is None or getattr(metrics, "registry", None) is None:
+        return None
+    existing = getattr(metrics, "_server_resend_counter", None)
+    if existing is not None:  # one metrics object shared by several servers
+        return existing
+    from prometheus_client import Counter
+
+    counter = Counter(
+        f"{metrics.prefix}_server_resend_answers",
+        "Re-sent commands (same session_id) answered without running the module again, by "
+        "module and source (in_flight: joined the running call; stored: its stored answer).",
+        ["module", "source"],
+        registry=metrics.registry,
+    )
+    metrics._server_resend_counter = counter
+    return counter
+
+
 class BadRequest(Exception):
     """The request body cannot be turned into an ExecuteRequest (answered with 400)."""
 
@@ -114,12 +135,26 @@ def _refuse_constant(name: str) -> Any:
 class _Module:
     """A module as the server sees it: its adapter, commands and in-flight count."""
 
-    __slots__ = ("adapter", "commands", "in_flight", "max_in_flight", "name", "rejected")
+    __slots__ = (
+        "adapter",
+        "commands",
+        "in_flight",
+        "max_in_flight",
+        "name",
+        "rejected",
+        "wait_limit",
+    )
 
     def __init__(
-        self, name: str, adapter: BaseAdapter, commands: tuple[str, ...], max_in_flight: int
+        self,
+        name: str,
+        adapter: BaseAdapter,
+        commands: tuple[str, ...],
+        max_in_flight: int,
+        wait_limit: float,
     ) -> None:
         self.name = name
+        self.wait_limit = wait_limit
         self.adapter = adapter
         self.commands = commands
         self.max_in_flight = max_in_flight
@@ -196,7 +231,9 @@ class ModuleServer:
             adapter = given.pop(spec.name, None) or build_adapter(spec, observers=observers)
             if self.metrics is not None:
                 self.metrics.watch(adapter)
-            module = _Module(spec.name, adapter, spec.commands, spec.max_in_flight)
+            module = _Module(
+                spec.name, adapter, spec.commands, spec.max_in_flight, config.router_timeout
+            )
             self._modules[spec.name] = module
             for command in spec.commands:
                 self._by_command[command.casefold()] = module
@@ -204,6 +241,12 @@ class ModuleServer:
             raise ConfigurationError(
                 f"adapters given for modules not in the configuration: {sorted(given)}"
             )
+        self._guard = (
+            ResendGuard(ttl=config.resend_ttl, max_bytes=config.resend_memory_bytes)
+            if config.resend_ttl > 0
+            else None
+        )
+        self._resend_counter = _resend_counter(self.metrics)
         self._retry_after = str(config.retry_after)
         self._busy_codes = config.busy_error_codes
         self._default_platform = config.default_platform
@@ -224,6 +267,7 @@ class ModuleServer:
         app.router.add_get("/api/v1/modules", self._list_modules)
         app.router.add_get("/health", self._health)
         app.router.add_get("/metrics", self._metrics)
+        app.on_cleanup.append(self._cancel_flights)
         app.on_cleanup.append(self._close_adapters)
         return app
 
@@ -282,6 +326,11 @@ class ModuleServer:
             self.config.shutdown_grace,
         )
         await runner.cleanup()  # stops the listener, waits for handlers, runs on_cleanup
+
+    async def _cancel_flights(self, _app: web.Application) -> None:
+        # Runs after the grace period: the requests that waited for these runs are gone.
+        if self._guard is not None:
+            await self._guard.cancel()
 
     async def _close_adapters(self, _app: web.Application) -> None:
         for module in self._modules.values():
@@ -449,15 +498,52 @@ class ModuleServer:
                 f"module {module.name!r} needs the scope(s) {missing}",
                 extra={"session_id": execute_request.session_id, "module": module.name},
             )
+        if self._guard is None:
+            answer, hit = await self._run_module(module, execute_request), None
+        else:
+            answer, hit = await self._guard.run(
+                module.name,
+                execute_request.session_id,
+                lambda: self._run_module(module, execute_request),
+                wait_limit=module.wait_limit,
+            )
+        if hit is not None:
+            self._count_resend(module.name, hit)
+            logger.info(
+                "re-send of session %s for module %r answered from the %s run (resend=%s)",
+                execute_request.session_id,
+                module.name,
+                "running" if hit == "in_flight" else "finished",
+                hit,
+            )
+        headers: dict[str, str] = {}
+        if answer.module_ms is not None and hit is None:
+            # The module's time and the server's own, in ms (W3C Server-Timing).
+            own_ms = (time.perf_counter() - started) * 1000 - answer.module_ms
+            headers["Server-Timing"] = f"module;dur={answer.module_ms:.3f}, server;dur={own_ms:.3f}"
+        if answer.retry_after:
+            headers["Retry-After"] = self._retry_after
+        return web.Response(
+            status=answer.status, text=answer.body, content_type=_JSON, headers=headers
+        )
+
+    async def _run_module(self, module: _Module, execute_request: ExecuteRequest) -> Answer:
+        """Run the module once and shape its HTTP answer (stored for re-sends when final)."""
         if module.in_flight >= module.max_in_flight:
             module.rejected += 1
-            return _error(
+            return Answer(
                 429,
-                "busy",
-                f"module {module.name!r} has {module.in_flight} requests in flight (its "
-                f"max_in_flight): try again later",
-                headers=self._retry_hdr(),
-                extra={"session_id": execute_request.session_id, "module": module.name},
+                _dumps(
+                    {
+                        "success": False,
+                        "error": f"module {module.name!r} has {module.in_flight} requests in "
+                        "flight (its max_in_flight): try again later",
+                        "error_code": "busy",
+                        "session_id": execute_request.session_id,
+                        "module": module.name,
+                    }
+                ),
+                retry_after=True,
             )
         module.in_flight += 1
         called = time.perf_counter()
@@ -481,15 +567,11 @@ class ModuleServer:
             elif response.error_code == ErrorCode.PAYLOAD_TOO_LARGE.value:
                 status = 413  # over Lambda's own payload limit (1 MB for Event calls)
         text = _dumps(self._response_body(response, execute_request.session_id, module.name))
-        own = (called - started) + (time.perf_counter() - returned)
-        headers = {
-            # The module's time and the server's own, in ms (W3C Server-Timing).
-            "Server-Timing": f"module;dur={(returned - called) * 1000:.3f}, "
-            f"server;dur={own * 1000:.3f}"
-        }
-        if status == 429:
-            headers["Retry-After"] = self._retry_after
-        return web.Response(status=status, text=text, content_type=_JSON, headers=headers)
+        return Answer(status, text, retry_after=status == 429, module_ms=(returned - called) * 1000)
+
+    def _count_resend(self, module: str, hit: Hit) -> None:
+        if self._resend_counter is not None:
+            self._resend_counter.labels(module=module, source=hit).inc()
 
     def _retry_hdr(self) -> dict[str, str]:
         return {"Retry-After": self._retry_after}

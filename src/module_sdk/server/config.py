@@ -177,6 +177,15 @@ SERVER_KEYS: Mapping[str, Key] = MappingProxyType(
         "default_platform": Key(
             _string_or_empty, "platform used when the request has none (default 'unknown')"
         ),
+        "router_timeout": Key(
+            _positive, "the router's per-attempt timeout, ROUTER_REQUEST_TIMEOUT (default 30)"
+        ),
+        "resend_ttl": Key(
+            _non_negative, "seconds an answer is kept for the router's re-sends (default 120)"
+        ),
+        "resend_memory_bytes": Key(
+            _int_range(1), "memory for answers kept for re-sends (default 64 MiB)"
+        ),
     }
 )
 """Keys of the ``[server]`` table."""
@@ -332,6 +341,9 @@ class ServerConfig:
     retry_after: int = 1
     busy_error_codes: frozenset[str] = frozenset(DEFAULT_BUSY_ERROR_CODES)
     default_platform: str = "unknown"
+    router_timeout: float = 30.0
+    resend_ttl: float = 120.0
+    resend_memory_bytes: int = 64 * 1024 * 1024
     source: str = "<config>"
 
 
@@ -543,6 +555,9 @@ def parse_config(
         retry_after=server.get("retry_after", 1),
         busy_error_codes=frozenset(busy),
         default_platform=server.get("default_platform", "unknown"),
+        router_timeout=float(server.get("router_timeout", 30.0)),
+        resend_ttl=float(server.get("resend_ttl", 120.0)),
+        resend_memory_bytes=server.get("resend_memory_bytes", 64 * 1024 * 1024),
         source=source,
     )
 
