@@ -225,7 +225,7 @@ class Answer:
 
     success: bool
     error_code: str | None
-    data: dict[str, Any] | None
+    dead_letter: str | None
     status: int | None = None
 
 
@@ -314,7 +314,7 @@ class Ledger:
             busy = answer.error_code in BUSY_CODES
             if answer.status != (429 if busy else 200):
                 f.problem(f"{rid}: server answered HTTP {answer.status} for {answer.error_code}")
-        stored = (answer.data or {}).get("dead_letter")
+        stored = answer.dead_letter
         if kind == "event" and not answer.success:
             if stored != "stored":
                 f.problem(f"{rid}: failed Event request not dead-lettered ({stored})")
@@ -561,7 +561,9 @@ class ChaosStack:
             if not isinstance(response, ExecuteResponse):
                 self.ledger.figures.problem(f"{rid}: answered {type(response).__name__}")
                 return
-            answer = Answer(response.success, response.error_code, response.data)
+            diagnostics = response.diagnostics
+            stored = None if diagnostics is None else diagnostics.dead_letter
+            answer = Answer(response.success, response.error_code, stored)
         self.ledger.check(rid, kind, command, answer)
 
     async def _via_server(self, rid: str, command: str) -> Answer:
@@ -580,7 +582,8 @@ class ChaosStack:
             data = await reply.json()
         if data.get("session_id") != rid:
             self.ledger.figures.problem(f"{rid}: the server answered for {data.get('session_id')}")
-        return Answer(bool(data["success"]), data["error_code"], data.get("data"), reply.status)
+        stored = (data.get("diagnostics") or {}).get("dead_letter")
+        return Answer(bool(data["success"]), data["error_code"], stored, reply.status)
 
     async def run(
         self,

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from module_sdk import ExecuteRequest, ExecuteResponse, LambdaAdapter
+from module_sdk.resilience.cache import ResponseCacheConfig
 from module_sdk.testing import FakeClock, Reply, ScriptedLambdaServer
 
 
@@ -121,7 +122,8 @@ async def test_transient_errors_retry_exactly_max_retries(
     assert response.success is False
     assert response.error_code == error_code
     assert scripted.count("dice") == 4
-    assert response.data is not None and response.data["attempts"] == 4
+    assert response.diagnostics is not None and response.diagnostics.attempts == 4
+    assert response.data is None
 
 
 @pytest.mark.parametrize(
@@ -266,14 +268,42 @@ async def test_dry_run(scripted: ScriptedLambdaServer) -> None:
 
 
 async def test_log_tail(scripted: ScriptedLambdaServer, caplog: pytest.LogCaptureFixture) -> None:
-    """log_type=Tail sends the header and keeps the decoded tail in data (DEBUG log)."""
+    """log_type=Tail sends the header and keeps the decoded tail in diagnostics (DEBUG log)."""
     scripted.script("dice", Reply.ok({"success": True}, log_tail="START\nrolling\nEND\n"))
     with caplog.at_level(logging.DEBUG, logger="module_sdk"):
         async with adapter_for(scripted, log_type="Tail") as adapter:
             response = await adapter.execute_async(request())
     assert scripted.invocations[0]["log_type"] == "Tail"
-    assert response.data == {"log_tail": "START\nrolling\nEND\n"}
+    assert response.data == {}
+    assert response.diagnostics is not None
+    assert response.diagnostics.log_tail == "START\nrolling\nEND\n"
+    assert "rolling" not in repr(response)
     assert "rolling" in caplog.text
+
+
+async def test_diagnostics_never_mix_with_the_functions_keys(
+    scripted: ScriptedLambdaServer,
+) -> None:
+    """Over HTTP with a log tail and the cache: the function's own ``log_tail`` and
+    ``attempts`` keys reach the caller unchanged, first and from the cache."""
+    own = {"log_tail": "mine", "attempts": 9}
+    scripted.script("dice", Reply.ok({"success": True, **own}, log_tail="START\nEND\n"))
+    async with adapter_for(
+        scripted, log_type="Tail", cache=ResponseCacheConfig(commands={"!roll": 60})
+    ) as adapter:
+        first = await adapter.execute_async(request())
+        hit = await adapter.execute_async(request())
+    assert scripted.count("dice") == 1
+    assert first.data == hit.data == own
+    assert first.diagnostics is not None and hit.diagnostics is not None
+    assert (first.diagnostics.log_tail, first.diagnostics.attempts) == ("START\nEND\n", 1)
+    assert (first.diagnostics.status_code, first.diagnostics.cache_hit) == (200, False)
+    assert (hit.diagnostics.log_tail, hit.diagnostics.attempts, hit.diagnostics.cache_hit) == (
+        None,
+        0,
+        True,
+    )
+    assert adapter.get_health_status()["total_requests"] == 1
 
 
 async def test_bad_requests_make_no_call(scripted: ScriptedLambdaServer) -> None:
@@ -407,7 +437,8 @@ async def test_unreachable_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     async with adapter:
         response = await adapter.execute_async(request())
     assert response.error_code == "connection"
-    assert response.data == {"attempts": 2}
+    assert response.data is None
+    assert response.diagnostics is not None and response.diagnostics.attempts == 2
 
 
 async def test_secret_never_logged(

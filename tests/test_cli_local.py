@@ -71,7 +71,7 @@ def test_invoke_json_output(runtime: RuntimeThread, capsys: pytest.CaptureFixtur
     assert status == 0
     assert document["success"] is True
     assert document["message"] == "Tokyo: 18 C, clear sky"
-    assert document["data"]["status_code"] == 200
+    assert document["diagnostics"]["status_code"] == 200
     assert document["attempts"] == 1
     assert document["error_code"] is None
 

@@ -86,11 +86,12 @@ async def test_event_throttled_past_retries_is_dead_lettered(
         entries = await adapter.dead_letter.list()
     assert response.success is False
     assert response.error_code == ErrorCode.THROTTLED
-    assert response.data is not None
-    assert response.data["dead_letter"] == "stored"
+    assert response.data is None
+    assert response.diagnostics is not None
+    assert response.diagnostics.dead_letter == "stored"
     assert scripted.count() == 3
     [entry] = entries
-    assert entry.id == response.data["dead_letter_id"]
+    assert entry.id == response.diagnostics.dead_letter_id
     assert entry.payload == json.loads(scripted.invocations[0]["body"])
     assert entry.request_id == "sess-1"
     assert (entry.function_name, entry.qualifier, entry.region) == ("dice", None, "us-east-1")
@@ -119,9 +120,9 @@ async def test_sync_failure_is_kept_only_when_asked(
         assert await plain.dead_letter.list() == []
         [entry] = await sync.dead_letter.list()
     assert skipped.error_code == kept.error_code == ErrorCode.SERVICE_ERROR
-    assert "dead_letter" not in (skipped.data or {})
-    assert kept.data is not None
-    assert kept.data["dead_letter"] == "stored"
+    assert skipped.diagnostics is not None and skipped.diagnostics.dead_letter is None
+    assert kept.diagnostics is not None
+    assert kept.diagnostics.dead_letter == "stored"
     assert (entry.invocation_type, entry.error_code, entry.request_id) == (
         "RequestResponse",
         "service_error",
@@ -211,9 +212,9 @@ async def test_sink_failure_is_logged_and_marked(
             response = await adapter.execute_async(request())
     assert response.success is False
     assert response.error_code == ErrorCode.THROTTLED
-    assert response.data is not None
-    assert response.data["dead_letter"] == "failed"
-    assert "dead_letter_id" not in response.data
+    assert response.diagnostics is not None
+    assert response.diagnostics.dead_letter == "failed"
+    assert response.diagnostics.dead_letter_id is None
     assert any("dead-letter write" in r.getMessage() for r in caplog.records)
 
 
@@ -383,9 +384,9 @@ async def test_replay_through_sqs(scripted: ScriptedLambdaServer, moto_lambda: M
     scripted.script("dice", THROTTLE, THROTTLE, THROTTLE)
     async with adapter_for(scripted, invocation_type="Event", dead_letter=sink) as adapter:
         response = await adapter.execute_async(request())
-    assert response.data is not None
+    assert response.diagnostics is not None
     [entry] = await sink.list()
-    assert entry.id == response.data["dead_letter_id"]
+    assert entry.id == response.diagnostics.dead_letter_id
     assert entry.payload == json.loads(scripted.invocations[0]["body"])
     adapters = replayers(scripted)
     try:
@@ -486,8 +487,9 @@ async def test_cli_reads_an_sqs_queue_from_the_environment(
     ) as adapter:
         response = await adapter.execute_async(request())
     await sink.aclose()
-    assert response.data is not None
-    entry_id = response.data["dead_letter_id"]
+    assert response.diagnostics is not None
+    entry_id = response.diagnostics.dead_letter_id
+    assert entry_id is not None
     monkeypatch.setenv("WADDLEBOT_DLQ_SQS_QUEUE_URL", url)
     capsys.readouterr()
     options = ("--sqs-region", "us-east-1", "--sqs-wait-seconds", "0")
@@ -532,10 +534,10 @@ async def test_entry_survives_kill_9_and_replays_once(
     assert child.returncode == -9
     response = json.loads(line[len(b"RETURNED ") :])
     assert response["error_code"] == "throttled"
-    assert response["data"]["dead_letter"] == "stored"
+    assert response["diagnostics"]["dead_letter"] == "stored"
 
     sink = SQLiteDeadLetterSink(db)
-    entry = await sink.get(response["data"]["dead_letter_id"])
+    entry = await sink.get(response["diagnostics"]["dead_letter_id"])
     assert entry is not None
     assert entry.payload == json.loads(scripted.invocations[0]["body"])
     assert (entry.attempts, entry.request_id) == (3, "crash-session")

@@ -43,13 +43,16 @@ def test_all_is_exact() -> None:
 
 
 def test_execute_response_fields() -> None:
-    """ExecuteResponse keeps WaddleBot's five fields, in order, and adds error_code."""
+    """ExecuteResponse keeps WaddleBot's five fields, in order, then error_code and
+    diagnostics (which takes no part in equality)."""
     from dataclasses import fields
 
     names = [f.name for f in fields(module_sdk.ExecuteResponse)]
-    assert names == ["success", "message", "data", "error", "targets", "error_code"]
+    assert names == ["success", "message", "data", "error", "targets", "error_code", "diagnostics"]
     response = module_sdk.ExecuteResponse(success=True)
     assert response.targets == [] and response.error_code is None
+    assert response.diagnostics is None
+    assert response == module_sdk.ExecuteResponse(True, diagnostics=module_sdk.Diagnostics(2))
 
 
 def test_error_codes_are_stable_strings() -> None:

@@ -282,8 +282,8 @@ async def test_watch_exports_an_adapters_dead_letter_queue(
         metrics.watch(adapter)
         metrics.watch(adapter)
         response = await adapter.execute_async(request())
-        assert response.data is not None
-        assert response.data["dead_letter"] == "stored"
+        assert response.diagnostics is not None
+        assert response.diagnostics.dead_letter == "stored"
         await metrics.refresh()
         assert series(registry, "waddlebot_lambda_dead_letter_depth") == {
             (("queue", str(path)),): 1.0

@@ -167,7 +167,9 @@ def test_api_gateway_unwrap(
     """API-Gateway replies are unwrapped; a non-2xx statusCode is a failure."""
     response = parse_reply(reply)
     assert (response.success, response.message, response.error) == (success, message, error)
-    assert response.data is not None and response.data["status_code"] == int(reply["statusCode"])
+    assert response.diagnostics is not None
+    assert response.diagnostics.status_code == int(reply["statusCode"])
+    assert "status_code" not in (response.data or {})
     assert response.error_code == (None if success else "module_error")
 
 

@@ -88,9 +88,55 @@ async def test_hit_is_marked_and_makes_no_call() -> None:
     second = await adapter.execute_async(request(session="s-2"))
     assert counter.calls == 1
     assert first.data == {"items": [1, 2]}
-    assert second.data == {"items": [1, 2], "cache_hit": True}
+    assert second.data == {"items": [1, 2]}
     assert second.message == first.message == "answer 1"
+    assert first.diagnostics is not None and second.diagnostics is not None
+    assert (first.diagnostics.cache_hit, first.diagnostics.attempts) == (False, 1)
+    assert (second.diagnostics.cache_hit, second.diagnostics.attempts) == (True, 0)
     assert adapter.get_health_status()["total_requests"] == 1  # hits are not health calls
+
+
+async def test_hit_keeps_the_functions_own_keys_that_share_diagnostic_names() -> None:
+    """A function's own ``attempts`` / ``log_tail`` / ``cache_hit`` keys survive the cache."""
+    own = {"attempts": 7, "log_tail": "the function's", "cache_hit": "no", "status_code": 1}
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return {"success": True, **own}
+
+    adapter = LambdaAdapter(
+        "helpdesk",
+        "us-east-1",
+        "help",
+        cache=ResponseCacheConfig(commands={"!help": 60}),
+        invoker=HandlerInvoker(handler),
+        clock=FakeClock(),
+    )
+    first = await adapter.execute_async(request(session="s-1"))
+    hit = await adapter.execute_async(request(session="s-2"))
+    assert first.data == hit.data == own
+    assert hit.diagnostics is not None and hit.diagnostics.cache_hit is True
+
+
+async def test_a_functions_own_cache_hit_key_is_counted_in_health() -> None:
+    """Health is decided from the call, not from the function's keys."""
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return {"success": True, "cache_hit": True}
+
+    for cache in (None, ResponseCacheConfig(commands={"!other": 60})):
+        adapter = LambdaAdapter(
+            "helpdesk",
+            "us-east-1",
+            "help",
+            cache=cache,
+            invoker=HandlerInvoker(handler),
+            clock=FakeClock(),
+        )
+        for n in range(3):
+            response = await adapter.execute_async(request(session=f"s-{n}"))
+            assert response.data == {"cache_hit": True}
+            assert response.diagnostics is not None and response.diagnostics.cache_hit is False
+        assert adapter.get_health_status()["total_requests"] == 3
 
 
 async def test_hits_share_no_mutable_objects() -> None:
@@ -103,7 +149,7 @@ async def test_hits_share_no_mutable_objects() -> None:
     assert second.data is not None
     second.data["items"].append(100)
     third = await adapter.execute_async(request())
-    assert third.data == {"items": [1, 2], "cache_hit": True}
+    assert third.data == {"items": [1, 2]}
 
 
 async def test_entries_expire_after_their_ttl() -> None:
@@ -223,7 +269,8 @@ async def test_cache_hit_is_served_while_the_breaker_is_open() -> None:
     assert adapter.get_health_status()["circuit_state"] == "open"
     hit = await adapter.execute_async(request())
     assert hit.success
-    assert hit.data == {"items": [1, 2], "cache_hit": True}
+    assert hit.data == {"items": [1, 2]}
+    assert hit.diagnostics is not None and hit.diagnostics.cache_hit is True
     assert (await adapter.execute_async(request("!roll"))).error_code == "circuit_open"
     assert counter.calls == 2
 

@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from module_sdk._health import HealthStatus
-from module_sdk._models import ExecuteRequest, ExecuteResponse
+from module_sdk._models import Diagnostics, ExecuteRequest, ExecuteResponse
 from module_sdk._module import BaseConfig, BaseModule
 from module_sdk.errors import (
     ConfigurationError,
@@ -38,6 +38,7 @@ __all__ = [
     "BaseConfig",
     "BaseModule",
     "ConfigurationError",
+    "Diagnostics",
     "ErrorCode",
     "ExecuteRequest",
     "ExecuteResponse",

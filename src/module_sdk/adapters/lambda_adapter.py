@@ -15,7 +15,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from module_sdk._models import ExecuteRequest, ExecuteResponse
+from module_sdk._models import Diagnostics, ExecuteRequest, ExecuteResponse
 from module_sdk.adapters.base_adapter import BaseAdapter
 from module_sdk.aws_lambda.clients import DEFAULT_MAX_CONNECTIONS, ClientPool, ClientSettings
 from module_sdk.aws_lambda.invoker import AioBotocoreInvoker, InvokeCall, Invoker
@@ -367,12 +367,15 @@ class LambdaAdapter(BaseAdapter):
         )
         invocation.aws_request_id = result.request_id
         invocation.executed_version = result.executed_version
+        invocation.status_code = result.status_code
         response = parse_invocation(result, self.invocation_type, self._parse_lambda_response)
+        parsed = response.diagnostics
+        if parsed is not None and parsed.status_code is not None:  # an API-Gateway reply
+            invocation.status_code = parsed.status_code
         tail = decode_log_tail(result.log_result)
         if tail is not None:
             invocation.log_tail = tail
             logger.debug("Lambda log tail (session: %s):\n%s", invocation.session_id, tail)
-            response.data = {**(response.data or {}), "log_tail": tail}
         return response
 
     def _notify(self, event: str, *args: Any) -> None:
@@ -382,19 +385,29 @@ class LambdaAdapter(BaseAdapter):
             except Exception:
                 logger.exception("observer %r failed in %s", observer, event)
 
-    def _failure(
-        self, exc: ModuleSDKError, invocation: Invocation | None = None
-    ) -> ExecuteResponse:
-        data: dict[str, Any] = {}
-        if invocation is not None:
-            data["attempts"] = invocation.attempts
-        if isinstance(exc, InvocationError):
-            if exc.status_code is not None:
-                data["status_code"] = exc.status_code
-            if exc.aws_code:
-                data["aws_error_code"] = exc.aws_code
-        return ExecuteResponse(
-            success=False, data=data or None, error=exc.message, error_code=exc.error_code.value
+    @staticmethod
+    def _failure(exc: ModuleSDKError, invocation: Invocation | None = None) -> ExecuteResponse:
+        response = ExecuteResponse(
+            success=False, error=exc.message, error_code=exc.error_code.value
+        )
+        if invocation is None:  # refused before the pipeline: nothing was sent
+            response.diagnostics = Diagnostics()
+        elif isinstance(exc, InvocationError):
+            invocation.status_code = exc.status_code
+            invocation.aws_error_code = exc.aws_code or None
+        return response
+
+    @staticmethod
+    def _diagnostics(invocation: Invocation) -> Diagnostics:
+        """What the SDK observed about the call, from the invocation alone."""
+        return Diagnostics(
+            attempts=invocation.attempts,
+            status_code=invocation.status_code,
+            aws_error_code=invocation.aws_error_code,
+            log_tail=invocation.log_tail,
+            cache_hit=invocation.cache_hit,
+            dead_letter=invocation.dead_letter,
+            dead_letter_id=invocation.dead_letter_id,
         )
 
     async def execute_async(self, request: ExecuteRequest) -> ExecuteResponse:
@@ -495,13 +508,17 @@ class LambdaAdapter(BaseAdapter):
             )
         except asyncio.CancelledError:  # observers still see the call end (spans, gauges)
             cancelled = ExecuteResponse(
-                success=False, error="the call was cancelled", error_code="cancelled"
+                success=False,
+                error="the call was cancelled",
+                error_code="cancelled",
+                diagnostics=self._diagnostics(invocation),
             )
             self._notify("on_finish", invocation, cancelled, self._clock.monotonic() - started)
             raise
         if dead_letter and self._dead_letter is not None:
             await self._dead_letter.record(invocation, response)
-        self._record_health(response)
+        response.diagnostics = self._diagnostics(invocation)
+        self._record_health(invocation, response)
         if response.success:
             logger.info(
                 "Lambda execution successful for module '%s' (session: %s)",
@@ -511,11 +528,9 @@ class LambdaAdapter(BaseAdapter):
         self._notify("on_finish", invocation, response, self._clock.monotonic() - started)
         return response
 
-    def _record_health(self, response: ExecuteResponse) -> None:
-        if response.error_code in _NOT_COUNTED:
-            return
-        if response.data and response.data.get("cache_hit") is True:
-            return  # a cached reply says nothing about the path to the function
+    def _record_health(self, invocation: Invocation, response: ExecuteResponse) -> None:
+        if invocation.cache_hit or response.error_code in _NOT_COUNTED:
+            return  # a cached reply or a refusal says nothing about the path to the function
         now = self._clock.utcnow()
         if response.success or response.error_code in _HEALTHY_FAILURES:
             self.health.record_success(now)

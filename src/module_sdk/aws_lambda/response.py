@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from module_sdk._models import ExecuteResponse
+from module_sdk._models import Diagnostics, ExecuteResponse
 from module_sdk.aws_lambda.invoker import InvocationResult
 from module_sdk.aws_lambda.limits import MAX_REPLY_DEPTH, nested_too_deep
 from module_sdk.errors import ErrorCode
@@ -144,7 +144,8 @@ def parse_reply(reply: Any) -> ExecuteResponse:
 
     ``success`` is coerced to bool (missing: true unless ``error`` is set); ``message`` and
     ``error`` are kept as text; ``targets`` is normalized; ``data`` holds every other key.
-    API-Gateway replies are unwrapped (a non-2xx ``statusCode`` is a failure).
+    API-Gateway replies are unwrapped (a non-2xx ``statusCode`` is a failure); their
+    ``statusCode`` goes to ``diagnostics.status_code``, never into ``data``.
     """
     status_code: int | None = None
     if isinstance(reply, Mapping):
@@ -157,9 +158,9 @@ def parse_reply(reply: Any) -> ExecuteResponse:
                 return ExecuteResponse(
                     success=ok,
                     message=text if ok else None,
-                    data={"status_code": status_code},
                     error=None if ok else (text or f"the function answered HTTP {status_code}"),
                     error_code=None if ok else ErrorCode.MODULE_ERROR.value,
+                    diagnostics=Diagnostics(status_code=status_code),
                 )
     if not isinstance(reply, Mapping):
         return ExecuteResponse(
@@ -174,8 +175,6 @@ def parse_reply(reply: Any) -> ExecuteResponse:
     if status_code is not None and not 200 <= status_code < 300:
         success = False
     data = {k: v for k, v in reply.items() if k not in _RESERVED}
-    if status_code is not None:
-        data["status_code"] = status_code
     message = _text(reply.get("message"))
     if not success and not error:
         error = message or (
@@ -188,6 +187,7 @@ def parse_reply(reply: Any) -> ExecuteResponse:
         error=None if success else error,
         targets=normalize_targets(reply.get("targets")),
         error_code=None if success else ErrorCode.MODULE_ERROR.value,
+        diagnostics=None if status_code is None else Diagnostics(status_code=status_code),
     )
 
 
@@ -257,13 +257,11 @@ def parse_invocation(
         return ExecuteResponse(
             success=True,
             message="Lambda function queued",
-            data={"status_code": result.status_code},
         )
     if invocation_type == "DryRun":
         return ExecuteResponse(
             success=True,
             message="Lambda function can be invoked (DryRun)",
-            data={"status_code": result.status_code},
         )
     if result.function_error:
         return parse_function_error(result.payload, result.function_error)

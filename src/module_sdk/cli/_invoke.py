@@ -216,8 +216,7 @@ def format_response(function: str, response: ExecuteResponse, attempts: int | No
         lines.append(f"  error:   {response.error}")
     if response.targets:
         lines.append("  targets: " + ", ".join(json.dumps(t) for t in response.targets))
-    data = {k: v for k, v in (response.data or {}).items() if k != "log_tail"}
-    for key, value in data.items():
+    for key, value in (response.data or {}).items():
         text = value if isinstance(value, str) else json.dumps(value, default=str)
         if len(text) > 200:
             text = text[:200] + "..."
@@ -269,7 +268,7 @@ def _run(args: argparse.Namespace) -> int:
     response = asyncio.run(call())
     elapsed = time.monotonic() - started
     attempts = trace.attempts.get(request.session_id)
-    tail = (response.data or {}).get("log_tail")
+    tail = response.diagnostics.log_tail if response.diagnostics else None
     if args.json:
         document = response.to_dict()
         document["attempts"] = attempts

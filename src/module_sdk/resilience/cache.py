@@ -3,8 +3,11 @@
 Opt-in per command with a TTL. The key is the function (region, name, qualifier) and the
 Lambda event without its per-request fields (``request_id``, ``timestamp``): the same command
 with the same args from the same user in the same community hits. Only successful replies of
-synchronous (``RequestResponse``) calls are stored. A hit is a fresh object decoded from the
-stored JSON (no mutable object is ever shared between hits) with ``data["cache_hit"] = True``.
+synchronous (``RequestResponse``) calls are stored, as the function answered them (what the
+SDK observed about the call is in ``ExecuteResponse.diagnostics``, which is never stored). A
+hit is a fresh object decoded from the stored JSON (no mutable object is ever shared between
+hits); the policy marks the invocation (``invocation.cache_hit``), and the adapter reports it
+as ``diagnostics.cache_hit``.
 
 In-process entries live in a bounded LRU (cachetools' ``LRUCache``) with a per-entry expiry
 checked against the injected clock; Redis entries expire with their TTL (bound the whole cache
@@ -46,9 +49,6 @@ logger = logging.getLogger(__name__)
 
 EXCLUDED_FIELDS = frozenset({"request_id", "timestamp"})
 """Event fields left out of the cache key (they differ on every request)."""
-
-# Per-invocation details that must not be replayed from the cache.
-_PER_CALL_DATA = ("log_tail", "attempts", "cache_hit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,15 +114,12 @@ _dumps_strict = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).enco
 
 
 def encode_response(response: ExecuteResponse) -> str:
-    """The JSON stored for a reply (per-call details removed)."""
-    data = response.data
-    if data and any(k in data for k in _PER_CALL_DATA):
-        data = {k: v for k, v in data.items() if k not in _PER_CALL_DATA}
+    """The JSON stored for a reply: the function's answer (its diagnostics are per call)."""
     return _dumps_strict(
         {
             "success": response.success,
             "message": response.message,
-            "data": data,
+            "data": response.data,
             "error": response.error,
             "targets": response.targets,
             "error_code": response.error_code,
@@ -131,14 +128,12 @@ def encode_response(response: ExecuteResponse) -> str:
 
 
 def decode_hit(text: str | bytes) -> ExecuteResponse:
-    """A fresh response from stored JSON, marked as a cache hit."""
+    """A fresh response from stored JSON."""
     record = json.loads(text)
-    data = record.get("data") or {}
-    data["cache_hit"] = True
     return ExecuteResponse(
         success=bool(record.get("success", True)),
         message=record.get("message"),
-        data=data,
+        data=record.get("data"),
         error=record.get("error"),
         targets=list(record.get("targets") or []),
         error_code=record.get("error_code"),
@@ -245,7 +240,7 @@ class ResponseCachePolicy:
                 logger.warning("ignoring an unreadable cache entry for %r", invocation.command)
             else:
                 self.hits += 1
-                invocation.extras["cache_hit"] = True
+                invocation.cache_hit = True
                 return response, key
         self.misses += 1
         return None, key

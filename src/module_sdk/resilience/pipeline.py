@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from module_sdk._models import ExecuteRequest, ExecuteResponse
@@ -65,7 +65,15 @@ class Invocation:
     """Base64 JSON ClientContext to send (observers put trace context here)."""
     aws_request_id: str | None = None
     executed_version: str | None = None
+    status_code: int | None = None
+    """The HTTP status of the last Lambda API answer (or an API-Gateway reply's statusCode)."""
+    aws_error_code: str | None = None
+    """The AWS error code of the final failed Lambda API call."""
     log_tail: str | None = None
+    cache_hit: bool = False
+    """Set by the response cache when it answered this call."""
+    dead_letter: Literal["stored", "failed"] | None = None
+    dead_letter_id: str | None = None
     last_error: InvocationError | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     """Scratch space for policies and observers (span objects, cache keys...)."""

@@ -67,7 +67,9 @@ def _finite(value: Any) -> Any:
     return value
 
 
-_RESPONSE_FIELDS = tuple(f.name for f in dataclasses.fields(ExecuteResponse))
+_RESPONSE_FIELDS = tuple(
+    f.name for f in dataclasses.fields(ExecuteResponse) if f.name != "diagnostics"
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -580,6 +582,8 @@ class ModuleServer:
     def _response_body(response: ExecuteResponse, session_id: str, name: str) -> dict[str, Any]:
         # A shallow copy: to_dict()'s recursive asdict() deep-copies data for nothing here.
         body = {key: getattr(response, key) for key in _RESPONSE_FIELDS}
+        diagnostics = response.diagnostics
+        body["diagnostics"] = None if diagnostics is None else diagnostics.to_dict()
         body["session_id"] = session_id
         body["module"] = name
         return body

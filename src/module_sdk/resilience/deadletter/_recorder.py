@@ -122,13 +122,12 @@ class DeadLetterRecorder:
     async def record(self, invocation: Invocation, response: ExecuteResponse) -> None:
         """Write ``invocation`` to the sink if ``response`` calls for it; never raises.
 
-        On success the response's ``data`` gets ``dead_letter="stored"`` and
-        ``dead_letter_id``; when the sink fails it gets ``dead_letter="failed"`` and the failure
-        is logged (the caller's response is otherwise unchanged).
+        On success the invocation gets ``dead_letter="stored"`` and ``dead_letter_id`` (the
+        adapter reports them in ``response.diagnostics``); when the sink fails it gets
+        ``dead_letter="failed"`` and the failure is logged. The response is not changed.
         """
         if not self.wants(invocation.invocation_type, response):
             return
-        data = dict(response.data or {})
         try:
             now = self._clock.utcnow()
             # The exact bytes that were (or would have been) sent, decoded.
@@ -159,7 +158,7 @@ class DeadLetterRecorder:
                 response.error_code,
                 scrub(str(exc)),
             )
-            data["dead_letter"] = "failed"
+            invocation.dead_letter = "failed"
         else:
             logger.warning(
                 "request %s to %s failed (%s after %d attempt(s)) and was dead-lettered as %s",
@@ -169,9 +168,8 @@ class DeadLetterRecorder:
                 invocation.attempts,
                 entry.id,
             )
-            data["dead_letter"] = "stored"
-            data["dead_letter_id"] = entry.id
-        response.data = data
+            invocation.dead_letter = "stored"
+            invocation.dead_letter_id = entry.id
 
     async def aclose(self) -> None:
         """Close the sink if it was created from a path."""
