@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ast
 import math
+import os
 import re
+import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ from module_sdk.errors import ConfigurationError
 __all__ = [
     "DEFAULT_MEMORY_MB",
     "DEFAULT_TIMEOUT",
+    "RUNTIME_INTERFACE_CLIENTS",
     "FunctionConfigError",
     "FunctionSpec",
     "load_functions",
@@ -31,8 +34,21 @@ _NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _HANDLER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 _ALIAS_RE = re.compile(r"^(?!^[0-9]+$)[a-zA-Z0-9_-]{1,128}$")
 _ENV_KEY_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]*$")
+_PYTHON_RE = re.compile(r"^python3\.\d+$")
+_NODE_RE = re.compile(r"^nodejs\d+\.x$")
+_PROVIDED = ("provided", "provided.al2", "provided.al2023")
+_NODE_HANDLER_RE = re.compile(r"^[A-Za-z0-9_./-]*[A-Za-z0-9_-]\.[A-Za-z_$][A-Za-z0-9_$]*$")
+_PROVIDED_HANDLER_RE = re.compile(r"^[^\s]{1,128}$")
+NODE_EXTENSIONS = (".js", ".mjs", ".cjs")
+RUNTIME_INTERFACE_CLIENTS = ("awslambdaric",)
+"""The Python runtime interface clients a function may run through instead of the worker."""
+DEFAULT_RUNTIME = f"python{sys.version_info.major}.{sys.version_info.minor}"
+"""What a function without ``runtime`` runs on: the Python running the local runtime."""
 _KEYS = (
     "handler",
+    "runtime",
+    "code",
+    "runtime_interface_client",
     "timeout",
     "reserved_concurrency",
     "environment",
@@ -61,6 +77,11 @@ class FunctionSpec:
         environment: extra environment variables for the handler.
         memory_size: reported in the context and the log's REPORT line (not enforced).
         aliases: qualifiers accepted besides ``$LATEST`` (they all run ``$LATEST``).
+        runtime: ``python3.N`` (the Python running the local runtime runs it, whatever N),
+            ``nodejs*`` (the machine's ``node``) or ``provided``, ``provided.al2``,
+            ``provided.al2023`` (``code_dir/bootstrap`` is executed).
+        runtime_interface_client: ``"awslambdaric"`` runs a Python function through AWS's
+            own runtime interface client and the Runtime API instead of the built-in worker.
     """
 
     name: str
@@ -72,6 +93,8 @@ class FunctionSpec:
     memory_size: int = DEFAULT_MEMORY_MB
     aliases: tuple[str, ...] = ()
     description: str = ""
+    runtime: str = DEFAULT_RUNTIME
+    runtime_interface_client: str | None = None
 
     def __post_init__(self) -> None:
         where = f"function {self.name!r}"
@@ -79,7 +102,8 @@ class FunctionSpec:
             raise FunctionConfigError(
                 f"function name {self.name!r} is invalid: use 1-64 letters, digits, '-' or '_'"
             )
-        _check_handler(where, self.handler)
+        _check_runtime(where, self.runtime, self.runtime_interface_client)
+        _check_handler(where, self.handler, self.kind)
         object.__setattr__(self, "code_dir", Path(self.code_dir))
         _check_timeout(where, self.timeout)
         object.__setattr__(self, "timeout", float(self.timeout))
@@ -90,13 +114,84 @@ class FunctionSpec:
         _check_aliases(where, self.aliases)
         object.__setattr__(self, "aliases", tuple(self.aliases))
 
+    @property
+    def kind(self) -> str:
+        """How it runs: ``worker`` (the built-in Python worker), ``awslambdaric``, ``node``
+        or ``provided`` (the last three through the Runtime API)."""
+        if self.runtime.startswith("nodejs"):
+            return "node"
+        if self.runtime.startswith("provided"):
+            return "provided"
+        return self.runtime_interface_client or "worker"
 
-def _check_handler(where: str, value: object) -> None:
+
+def _check_runtime(where: str, runtime: object, client: object) -> None:
+    if not isinstance(runtime, str) or not (
+        _PYTHON_RE.match(runtime) or _NODE_RE.match(runtime) or runtime in _PROVIDED
+    ):
+        raise FunctionConfigError(
+            f"{where}: runtime = {runtime!r} is not supported: use python3.N (for example "
+            f'"{DEFAULT_RUNTIME}"), nodejsN.x (for example "nodejs20.x", run with the '
+            'machine\'s node), "provided.al2023", "provided.al2" or "provided" '
+            "(a custom runtime: CODE/bootstrap is executed)"
+        )
+    if client is None:
+        return
+    if client not in RUNTIME_INTERFACE_CLIENTS:
+        raise FunctionConfigError(
+            f"{where}: runtime_interface_client = {client!r} is not supported: use "
+            f"{' or '.join(repr(c) for c in RUNTIME_INTERFACE_CLIENTS)} (PyPI), or leave it "
+            "out for the built-in worker"
+        )
+    if not _PYTHON_RE.match(runtime):
+        raise FunctionConfigError(
+            f"{where}: runtime_interface_client = {client!r} needs a python3.N runtime, "
+            f"not {runtime!r}: remove it, or set the runtime to python"
+        )
+
+
+def _check_handler(where: str, value: object, kind: str = "worker") -> None:
+    if kind == "node":
+        if not isinstance(value, str) or not _NODE_HANDLER_RE.match(value):
+            raise FunctionConfigError(
+                f'{where}: handler = {value!r} is invalid: use "file.export" (for example '
+                '"index.handler" for index.js exporting handler), relative to the code folder'
+            )
+        return
+    if kind == "provided":
+        if not isinstance(value, str) or not _PROVIDED_HANDLER_RE.match(value):
+            raise FunctionConfigError(
+                f"{where}: handler = {value!r} is invalid: use 1-128 characters without "
+                "spaces (the bootstrap reads it from _HANDLER)"
+            )
+        return
     if not isinstance(value, str) or not _HANDLER_RE.match(value):
         raise FunctionConfigError(
             f'{where}: handler = {value!r} is invalid: use "module.function" '
             '(for example "dice.handler"), relative to the functions directory'
         )
+
+
+def check_code(spec: FunctionSpec) -> str | None:
+    """What is missing from ``spec.code_dir`` for its handler to load, or None."""
+    root = spec.code_dir
+    if spec.kind == "provided":
+        bootstrap = root / "bootstrap"
+        if not bootstrap.is_file():
+            return f"no bootstrap file in {root}: a {spec.runtime} function runs CODE/bootstrap"
+        if not os.access(bootstrap, os.X_OK):
+            return f"{bootstrap} is not executable: run chmod +x on it"
+        return None
+    module = spec.handler.rpartition(".")[0]
+    if spec.kind == "node":
+        if not any((root / (module + ext)).is_file() for ext in NODE_EXTENSIONS):
+            return f"handler = {spec.handler!r}: no {module}.js, .mjs or .cjs in {root}"
+        return None
+    module_file = root / (module.replace(".", "/") + ".py")
+    package_dir = root / module.replace(".", "/")
+    if not module_file.exists() and not (package_dir / "__init__.py").exists():
+        return f"handler = {spec.handler!r}: no module {module_file.name} in {root}"
+    return None
 
 
 def _check_timeout(where: str, value: object) -> None:
@@ -188,6 +283,11 @@ def load_functions(directory: str | Path) -> dict[str, FunctionSpec]:
         reserved_concurrency = 1
         environment = { GREETING = "hi" }
 
+        [functions.hello-node]
+        runtime = "nodejs20.x"          # nodejs*, provided.al2023 / provided.al2, python3.N
+        code = "hello-node"             # its code folder, relative to the directory
+        handler = "index.handler"
+
     Raises:
         FunctionConfigError: the directory or the file is invalid (the message says where).
     """
@@ -249,11 +349,26 @@ def load_functions(directory: str | Path) -> dict[str, FunctionSpec]:
     specs: dict[str, FunctionSpec] = {}
     for name, settings in found.items():
         where = f"{config_path}: [functions.{name}]"
+        code = settings.get("code")
+        if code is None:
+            code_dir = root
+        elif not isinstance(code, str) or not code or Path(code).is_absolute():
+            raise FunctionConfigError(
+                f"{where}: code = {code!r} is invalid: use a folder relative to {root}"
+            )
+        else:
+            code_dir = (root / code).resolve()
+            if not code_dir.is_dir():
+                raise FunctionConfigError(
+                    f"{where}: code = {code!r}: no folder {code_dir}: create it or fix the path"
+                )
         try:
             spec = FunctionSpec(
                 name=name,
                 handler=settings["handler"],
-                code_dir=root,
+                code_dir=code_dir,
+                runtime=settings.get("runtime", DEFAULT_RUNTIME),
+                runtime_interface_client=settings.get("runtime_interface_client"),
                 timeout=settings.get("timeout", DEFAULT_TIMEOUT),
                 reserved_concurrency=settings.get("reserved_concurrency"),
                 environment=settings.get("environment", {}),
@@ -264,12 +379,8 @@ def load_functions(directory: str | Path) -> dict[str, FunctionSpec]:
         except FunctionConfigError as exc:
             message = exc.message.removeprefix(f"function {name!r}: ")
             raise FunctionConfigError(f"{where}: {message}") from None
-        module = spec.handler.rpartition(".")[0]
-        module_file = root / (module.replace(".", "/") + ".py")
-        package_dir = root / module.replace(".", "/")
-        if not module_file.exists() and not (package_dir / "__init__.py").exists():
-            raise FunctionConfigError(
-                f"{where}: handler = {spec.handler!r}: no module {module_file.name} in {root}"
-            )
+        missing = check_code(spec)
+        if missing is not None:
+            raise FunctionConfigError(f"{where}: {missing}")
         specs[name] = spec
     return specs

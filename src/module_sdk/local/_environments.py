@@ -12,13 +12,26 @@ import signal
 import struct
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from module_sdk.local._config import FunctionSpec
+from module_sdk.local._process import kill_group, spawn
 
-__all__ = ["Crashed", "Environment", "FunctionPool", "InitFailed", "RunResult", "TimedOut"]
+__all__ = [
+    "Crashed",
+    "Environment",
+    "ExecutionEnvironment",
+    "FunctionPool",
+    "InitFailed",
+    "RunResult",
+    "TimedOut",
+    "exit_text",
+    "lambda_environment",
+    "start_environment",
+]
 
 logger = logging.getLogger("module_sdk.local")
 
@@ -31,9 +44,17 @@ INIT_TIMEOUT = 10.0
 class TimedOut(Exception):
     """The handler ran past the function's timeout; its environment was killed."""
 
+    def __init__(self, log: str = "") -> None:
+        super().__init__("timed out")
+        self.log = log
+
 
 class Crashed(Exception):
     """The worker process died during the call; ``args[0]`` is how it exited."""
+
+    def __init__(self, text: str, log: str = "") -> None:
+        super().__init__(text)
+        self.log = log
 
 
 class InitFailed(Exception):
@@ -53,9 +74,68 @@ class RunResult:
     error: bool
     log: str
     memory_mb: int
+    streamed: bool = False
 
 
-def _exit_text(returncode: int | None) -> str:
+class ExecutionEnvironment(Protocol):
+    """What a pool needs of an environment (the Python worker or a Runtime API one)."""
+
+    spec: FunctionSpec
+    proc: asyncio.subprocess.Process
+    log_stream: str
+    uses: int
+    dead: bool
+    idle_since: float
+
+    async def run(
+        self,
+        request_id: str,
+        arn: str,
+        deadline_ms: int,
+        client_context: Any,
+        body: bytes,
+        *,
+        tenant_id: str | None = None,
+        on_chunk: Callable[[bytes], None] | None = None,
+    ) -> RunResult: ...
+
+    def kill(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def lambda_environment(spec: FunctionSpec, env: dict[str, str]) -> tuple[dict[str, str], str]:
+    """The environment variables Lambda sets for a function, and its new log stream's name."""
+    day = time.strftime("%Y/%m/%d", time.gmtime())
+    stream = f"{day}/[$LATEST]{secrets.token_hex(16)}"
+    full_env = {
+        **env,
+        **spec.environment,
+        "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_size),
+        "AWS_LAMBDA_FUNCTION_TIMEOUT": f"{spec.timeout:g}",
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": stream,
+        "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
+        "LAMBDA_TASK_ROOT": str(spec.code_dir),
+        "_HANDLER": spec.handler,
+    }
+    return full_env, stream
+
+
+async def start_environment(
+    spec: FunctionSpec, env: dict[str, str]
+) -> tuple[ExecutionEnvironment, str]:
+    """Start an environment of the kind the function runs in; return it with its init log."""
+    if spec.kind == "worker":
+        return await Environment.start(spec, env)
+    from module_sdk.local._api_environment import ApiEnvironment
+
+    return await ApiEnvironment.start(spec, env)
+
+
+def exit_text(returncode: int | None) -> str:
     if returncode is None:
         return "Runtime exited without providing a reason"
     if returncode < 0:
@@ -86,33 +166,15 @@ class Environment:
         Raises:
             InitFailed: the handler module could not be loaded (the worker is gone).
         """
-        day = time.strftime("%Y/%m/%d", time.gmtime())
-        stream = f"{day}/[$LATEST]{secrets.token_hex(16)}"
-        full_env = {
-            **env,
-            **spec.environment,
-            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_size),
-            "AWS_LAMBDA_FUNCTION_TIMEOUT": f"{spec.timeout:g}",
-            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
-            "AWS_LAMBDA_LOG_STREAM_NAME": stream,
-            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
-            "LAMBDA_TASK_ROOT": str(spec.code_dir),
-            "_HANDLER": spec.handler,
-        }
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            _WORKER,
-            str(spec.code_dir),
-            spec.handler,
+        full_env, stream = lambda_environment(spec, env)
+        # Own session: a Ctrl-C in the terminal reaches the runtime, which stops the
+        # workers itself, instead of killing them in the middle of a call.
+        proc = await spawn(
+            [sys.executable, _WORKER, str(spec.code_dir), spec.handler],
+            env=full_env,
+            cwd=str(spec.code_dir),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
-            cwd=str(spec.code_dir),
-            env=full_env,
-            # Own session: a Ctrl-C in the terminal reaches the runtime, which stops the
-            # workers itself, instead of killing them in the middle of a call.
-            start_new_session=True,
         )
         environment = cls(spec, proc, stream)
         try:
@@ -150,7 +212,7 @@ class Environment:
         except (asyncio.IncompleteReadError, ConnectionError):
             self.dead = True
             returncode = await self._wait_exit()
-            raise Crashed(_exit_text(returncode)) from None
+            raise Crashed(exit_text(returncode)) from None
         header: dict[str, Any] = json.loads(data[:head_len])
         return header, data[head_len:]
 
@@ -163,7 +225,15 @@ class Environment:
             return None
 
     async def run(
-        self, request_id: str, arn: str, deadline_ms: int, client_context: Any, body: bytes
+        self,
+        request_id: str,
+        arn: str,
+        deadline_ms: int,
+        client_context: Any,
+        body: bytes,
+        *,
+        tenant_id: str | None = None,
+        on_chunk: Callable[[bytes], None] | None = None,
     ) -> RunResult:
         """Run one invocation with the function's timeout.
 
@@ -189,7 +259,7 @@ class Environment:
                 await stdin.drain()
         except (ConnectionError, RuntimeError):
             self.dead = True
-            raise Crashed(_exit_text(await self._wait_exit())) from None
+            raise Crashed(exit_text(await self._wait_exit())) from None
         try:
             async with asyncio.timeout(self.spec.timeout):
                 reply, payload = await self._read()
@@ -211,8 +281,7 @@ class Environment:
         """Kill the worker at once (timeouts, shutdown)."""
         self.dead = True
         if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
+            kill_group(self.proc)
 
     async def aclose(self) -> None:
         """Kill the worker and reap it."""
@@ -227,24 +296,24 @@ class FunctionPool:
     def __init__(self, spec: FunctionSpec, env: dict[str, str]) -> None:
         self.spec = spec
         self._env = env
-        self.idle: list[Environment] = []
-        self.all: set[Environment] = set()
+        self.idle: list[ExecutionEnvironment] = []
+        self.all: set[ExecutionEnvironment] = set()
         self.active = 0
         """Calls currently holding (or starting) an environment of this function."""
         self._reaping: set[asyncio.Future[None]] = set()
 
-    async def acquire(self) -> tuple[Environment, bool, str]:
+    async def acquire(self) -> tuple[ExecutionEnvironment, bool, str]:
         """An environment for one call: ``(environment, cold_start, init_log)``."""
         while self.idle:
             environment = self.idle.pop()
             if not environment.dead and environment.proc.returncode is None:
                 return environment, False, ""
             self.discard(environment)
-        environment, init_log = await Environment.start(self.spec, self._env)
+        environment, init_log = await start_environment(self.spec, self._env)
         self.all.add(environment)
         return environment, True, init_log
 
-    def release(self, environment: Environment) -> None:
+    def release(self, environment: ExecutionEnvironment) -> None:
         """Give an environment back after a call (a dead one is dropped)."""
         if environment.dead or environment.proc.returncode is not None:
             self.discard(environment)
@@ -262,7 +331,7 @@ class FunctionPool:
                 self.discard(environment)
         return len(stale)
 
-    def discard(self, environment: Environment) -> None:
+    def discard(self, environment: ExecutionEnvironment) -> None:
         """Drop an environment: kill it and reap its process in the background."""
         if environment in self.all:
             self.all.discard(environment)
@@ -277,7 +346,7 @@ class FunctionPool:
         async def one() -> None:
             async with gate:
                 try:
-                    environment, _ = await Environment.start(self.spec, self._env)
+                    environment, _ = await start_environment(self.spec, self._env)
                 except InitFailed:
                     return
             self.all.add(environment)

@@ -22,7 +22,7 @@ from module_sdk.errors import ConfigurationError
 from module_sdk.local._config import FunctionSpec, load_functions
 from module_sdk.local._environments import (
     Crashed,
-    Environment,
+    ExecutionEnvironment,
     FunctionPool,
     InitFailed,
     RunResult,
@@ -709,7 +709,7 @@ class LocalLambdaRuntime:
         spec = pool.spec
         started = time.monotonic()
         log_lines = [f"START RequestId: {call.request_id} Version: $LATEST\n"]
-        environment: Environment | None = None
+        environment: ExecutionEnvironment | None = None
         cold = False
         init_ms = 0.0
         try:
@@ -736,8 +736,9 @@ class LocalLambdaRuntime:
                 if not result.error and len(result.body) > RESPONSE_LIMIT:
                     result = self._too_large(call, result)
                     outcome = "function_error"
-            except TimedOut:
+            except TimedOut as exc:
                 pool.discard(environment)
+                log_lines.append(exc.log)
                 stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
                 log_lines.append(
                     f"{stamp}Z {call.request_id} Task timed out after {spec.timeout:.2f} seconds\n"
@@ -751,6 +752,7 @@ class LocalLambdaRuntime:
                 outcome = "timeout"
             except Crashed as exc:
                 pool.discard(environment)
+                log_lines.append(exc.log)
                 error = {
                     "errorType": "Runtime.ExitError",
                     "errorMessage": f"RequestId: {call.request_id} Error: {exc}",
