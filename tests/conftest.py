@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from module_sdk.resilience.breaker import PROCESS_BREAKERS
-from module_sdk.testing import ScriptedLambdaServer
+from module_sdk.testing import RedisServer, ScriptedLambdaServer
 from moto_support import FAKE_KEY_ID, FAKE_SECRET, MotoLambda
 
 __all__ = ["FAKE_KEY_ID", "FAKE_SECRET", "MotoLambda"]
@@ -52,6 +52,14 @@ def _fresh_breakers() -> Iterator[None]:
 async def scripted() -> AsyncIterator[ScriptedLambdaServer]:
     """A scripted Lambda-API endpoint on 127.0.0.1 and a free port."""
     async with ScriptedLambdaServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on 127.0.0.1 and a free port, in a temporary directory (tests
+    sharing it use key prefixes of their own)."""
+    with RedisServer() as server:
         yield server
 
 

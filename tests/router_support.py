@@ -131,21 +131,25 @@ class RouterClient:
 
 
 class FlakyProxy:
-    """A TCP front (a load balancer gone wrong) between the router and a module server.
+    """A TCP front (a load balancer, possibly gone wrong) between the router and module servers.
 
-    Every request is forwarded to ``upstream``. For the first ``faults`` requests the upstream
-    answer is not passed on: ``mode="drop"`` closes the connection without a reply (the router
-    sees a connection error), ``mode="html"`` answers ``200 text/html`` (the router sees a
-    non-JSON reply). Either way the module already ran the command.
+    Each request is forwarded to the next of ``upstreams`` in turn (round robin: a re-send
+    lands on another replica). For the first ``faults`` requests the upstream answer is not
+    passed on: ``mode="drop"`` closes the connection without a reply (the router sees a
+    connection error), ``mode="html"`` answers ``200 text/html`` (the router sees a non-JSON
+    reply). Either way the module already ran the command. ``mode="pass"`` never interferes.
     """
 
-    def __init__(self, upstream: str, *, mode: str, faults: int = 1) -> None:
-        if mode not in ("drop", "html"):
-            raise ValueError(f"mode must be 'drop' or 'html', not {mode!r}")
-        self.upstream = upstream.rstrip("/")
+    def __init__(self, *upstreams: str, mode: str, faults: int = 1) -> None:
+        if mode not in ("drop", "html", "pass"):
+            raise ValueError(f"mode must be 'drop', 'html' or 'pass', not {mode!r}")
+        if not upstreams:
+            raise ValueError("give at least one upstream URL")
+        self.upstreams = [u.rstrip("/") for u in upstreams]
         self.mode = mode
         self.faults = faults
         self.forwarded = 0
+        self.received = 0
         self.url = ""
         self._server: asyncio.Server | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -182,14 +186,16 @@ class FlakyProxy:
                     if k.lower() in ("content-type", "x-service-key")
                 }
                 assert self._session is not None
+                upstream = self.upstreams[self.received % len(self.upstreams)]
+                self.received += 1
                 async with self._session.request(
-                    method, self.upstream + path, data=data, headers=forward
+                    method, upstream + path, data=data, headers=forward
                 ) as reply:
                     body = await reply.read()
                     status, reason = reply.status, reply.reason or ""
                     content_type = reply.headers.get("Content-Type", "application/json")
                 self.forwarded += 1
-                if self.forwarded <= self.faults:
+                if self.mode != "pass" and self.forwarded <= self.faults:
                     if self.mode == "drop":
                         writer.transport.abort()
                         return

@@ -13,7 +13,7 @@ import logging
 import random
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +33,6 @@ from module_sdk.resilience.redis_state import RedisState
 from module_sdk.testing import FakeClock, HandlerInvoker, RedisServer
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    """A real redis-server on 127.0.0.1 and a free port, in a temporary directory."""
-    with RedisServer() as server:
-        yield server
 
 
 @pytest.fixture

@@ -8,6 +8,11 @@ function really ran for one chat command.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
+import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +22,7 @@ import pytest
 
 from module_sdk.local import LocalLambdaRuntime
 from module_sdk.server import ModuleServer, parse_config
+from module_sdk.testing import RedisServer
 from router_support import FlakyProxy, RouterClient, router_body
 
 KEY = "router-test-key"
@@ -85,8 +91,9 @@ async def test_a_slow_function_runs_once_for_the_routers_resends(
     ):
         router = RouterClient(session, timeout=1.0, service_key=KEY)
         outcome = await router.execute(server.url, body)
-    assert outcome.attempts == ["timeout", "200"]
-    assert outcome.sleeps == [1.0]
+    # Normally ["timeout", "200"]; a loaded machine may need the third attempt (at 5 s).
+    assert outcome.attempts in (["timeout", "200"], ["timeout", "timeout", "200"])
+    assert outcome.sleeps == [1.0, 2.0][: len(outcome.attempts) - 1]
     assert outcome.response is not None
     assert outcome.response["success"] is True
     assert outcome.response["message"] == "drawn: viewer-123456789"
@@ -148,3 +155,97 @@ async def test_distinct_commands_each_run(runtime: LocalLambdaRuntime, tmp_path:
         outcomes = [await router.execute(server.url, b) for b in (first, second)]
     assert [o.attempts for o in outcomes] == [["200"], ["200"]]
     assert runs_of(tmp_path / "runs.txt") == {first["session_id"]: 1, second["session_id"]: 1}
+
+
+async def test_a_resent_event_is_queued_once(runtime: LocalLambdaRuntime, tmp_path: Path) -> None:
+    """An Event module's accepted answer is lost; the re-send does not queue the event again."""
+    config = parse_config(
+        {
+            "service_api_key": KEY,
+            "aws": {"region": "us-east-1", "endpoint_url": runtime.url, "max_retries": 0},
+            "modules": [{"name": "points", "commands": ["!give"], "invocation_type": "Event"}],
+        },
+        env={},
+    )
+    body = router_body("!give 100 points")
+    async with (
+        ModuleServer(config, host="127.0.0.1", port=0) as server,
+        FlakyProxy(server.url, mode="drop") as proxy,
+        aiohttp.ClientSession() as session,
+    ):
+        outcome = await RouterClient(session, timeout=5.0, service_key=KEY).execute(proxy.url, body)
+        await runtime.wait_for_events(10)
+    assert outcome.attempts == ["connection", "200"]
+    assert outcome.response is not None and outcome.response["success"] is True
+    assert runs_of(tmp_path / "runs.txt") == {body["session_id"]: 1}
+
+
+@contextlib.asynccontextmanager
+async def serve_process(config: Path, redis_url: str) -> AsyncIterator[str]:
+    """``waddlebot-lambda serve`` in its own process (REDIS_URL from the environment)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "REDIS_URL": redis_url}
+    env.pop("SERVICE_API_KEY", None)
+    code = "import sys; from module_sdk.cli import main; sys.exit(main())"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        code,
+        "serve",
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert process.stderr is not None
+        line = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
+        assert " on http://127.0.0.1:" in line, line
+        yield line.split(" on ", 1)[1].split(" ", 1)[0]
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_resends_landing_on_another_replica_run_once(
+    runtime: LocalLambdaRuntime, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Two server processes sharing a real Redis, re-sends spread between them: one run each."""
+    config = tmp_path / "modules.toml"
+    config.write_text(
+        f'service_api_key = "{KEY}"\n'
+        f'[redis]\nprefix = "replicas-{uuid.uuid4().hex[:8]}:"\n'
+        f'[aws]\nregion = "us-east-1"\nendpoint_url = "{runtime.url}"\nmax_retries = 0\n'
+        '[[modules]]\nname = "raffle"\ncommands = ["!raffle"]\n'
+        '[[modules]]\nname = "points"\ncommands = ["!give"]\n',
+        encoding="utf-8",
+    )
+    bodies = [router_body("!raffle draw"), router_body("!give 5"), router_body("!give 7")]
+    async with (
+        serve_process(config, redis_server.url) as first,
+        serve_process(config, redis_server.url) as second,
+        aiohttp.ClientSession() as session,
+    ):
+        # The slow raffle times out on the first replica; the re-send lands on the second.
+        async with FlakyProxy(first, second, mode="pass") as proxy:
+            slow = await RouterClient(session, timeout=1.0, service_key=KEY).execute(
+                proxy.url, bodies[0]
+            )
+        lost = []
+        for mode, body in zip(("drop", "html"), bodies[1:], strict=True):
+            async with FlakyProxy(first, second, mode=mode) as proxy:
+                lost.append(
+                    await RouterClient(session, timeout=5.0, service_key=KEY).execute(
+                        proxy.url, body
+                    )
+                )
+    assert slow.attempts in (["timeout", "200"], ["timeout", "timeout", "200"])
+    assert [o.attempts for o in lost] == [["connection", "200"], ["not_json", "200"]]
+    assert all(o.response and o.response["success"] for o in (slow, *lost))
+    assert runs_of(tmp_path / "runs.txt") == {b["session_id"]: 1 for b in bodies}

@@ -301,9 +301,10 @@ class ResendGuard:
                 return Answer.from_json(held[2:]), "stored"
             # Another replica runs it: wait for its answer (or for its marker to go away).
             while True:
-                if self._clock.monotonic() >= give_up:
+                left = give_up - self._clock.monotonic()
+                if left <= 1e-9:
                     return _busy_elsewhere(key[0]), "in_flight"
-                await self._clock.sleep(shared.poll_interval)
+                await self._clock.sleep(min(shared.poll_interval, left))
                 try:
                     held = await shared.get(redis_key)
                 except shared.errors as exc:

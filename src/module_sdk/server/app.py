@@ -36,8 +36,8 @@ from module_sdk.adapters.base_adapter import BaseAdapter
 from module_sdk.aws_lambda.args import split_args
 from module_sdk.aws_lambda.payload import validate_request
 from module_sdk.errors import ConfigurationError, ErrorCode, RequestError
-from module_sdk.server._resend import Answer, Hit, ResendGuard
-from module_sdk.server.config import ServerConfig, build_adapter
+from module_sdk.server._resend import Answer, Hit, RedisResendStore, ResendGuard
+from module_sdk.server.config import ServerConfig, build_adapter, url_without_password
 
 __all__ = ["SERVICE_KEY_HEADER", "ModuleServer"]
 
@@ -104,6 +104,27 @@ def _metrics_setting(metrics: Any) -> Any:
             ) from None
         return None
     return server_metrics()
+
+
+def _redis_state(config: ServerConfig) -> Any:
+    """The shared state of ``[redis]``, or None (no network call: redis-py connects lazily)."""
+    if not config.redis_url:
+        return None
+    try:
+        from module_sdk.resilience.redis_state import RedisState
+    except ImportError:  # pragma: no cover - the extra is installed in CI
+        raise ConfigurationError(
+            f"{config.source}: [redis] needs redis-py: pip install 'waddlebot-module-sdk[redis]'"
+        ) from None
+    state = RedisState(
+        config.redis_url, prefix=config.redis_prefix, socket_timeout=config.redis_socket_timeout
+    )
+    logger.info(
+        "shared state (breakers, rate limits, cache, re-sends) in Redis at %s, prefix %r",
+        url_without_password(config.redis_url),
+        config.redis_prefix,
+    )
+    return state
 
 
 def _resend_counter(metrics: Any) -> Any:
@@ -229,8 +250,12 @@ class ModuleServer:
         self._by_command: dict[str, _Module] = {}
         self.metrics = _metrics_setting(metrics)
         observers = () if self.metrics is None else (self.metrics,)
+        self.redis = _redis_state(config)
+        shared: dict[str, Any] = {} if self.redis is None else {"state": self.redis}
         for spec in config.modules:
-            adapter = given.pop(spec.name, None) or build_adapter(spec, observers=observers)
+            adapter = given.pop(spec.name, None) or build_adapter(
+                spec, observers=observers, **shared
+            )
             if self.metrics is not None:
                 self.metrics.watch(adapter)
             module = _Module(
@@ -244,7 +269,13 @@ class ModuleServer:
                 f"adapters given for modules not in the configuration: {sorted(given)}"
             )
         self._guard = (
-            ResendGuard(ttl=config.resend_ttl, max_bytes=config.resend_memory_bytes)
+            ResendGuard(
+                ttl=config.resend_ttl,
+                max_bytes=config.resend_memory_bytes,
+                shared=None
+                if self.redis is None
+                else RedisResendStore(self.redis.client, prefix=self.redis.prefix),
+            )
             if config.resend_ttl > 0
             else None
         )
@@ -271,6 +302,7 @@ class ModuleServer:
         app.router.add_get("/metrics", self._metrics)
         app.on_cleanup.append(self._cancel_flights)
         app.on_cleanup.append(self._close_adapters)
+        app.on_cleanup.append(self._close_redis)
         return app
 
     @property
@@ -320,6 +352,7 @@ class ModuleServer:
         self._draining = True
         if runner is None:
             await self._close_adapters(self.app)
+            await self._close_redis(self.app)
             return
         in_flight = sum(m.in_flight for m in self._modules.values())
         logger.info(
@@ -333,6 +366,10 @@ class ModuleServer:
         # Runs after the grace period: the requests that waited for these runs are gone.
         if self._guard is not None:
             await self._guard.cancel()
+
+    async def _close_redis(self, _app: web.Application) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
 
     async def _close_adapters(self, _app: web.Application) -> None:
         for module in self._modules.values():

@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_BUSY_ERROR_CODES",
     "ENVIRONMENT_VARIABLES",
     "MODULE_KEYS",
+    "REDIS_KEYS",
     "SERVER_KEYS",
     "TABLE_FACTORIES",
     "ModuleSpec",
@@ -41,6 +42,7 @@ __all__ = [
     "build_adapter",
     "load_config",
     "parse_config",
+    "url_without_password",
 ]
 
 logger = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ ENVIRONMENT_VARIABLES: Mapping[str, str] = MappingProxyType(
         "AWS_ENDPOINT_URL_LAMBDA": "aws.endpoint_url",
         "AWS_ENDPOINT_URL": "aws.endpoint_url (when AWS_ENDPOINT_URL_LAMBDA is not set)",
         "AWS_PROFILE": "aws.profile",
+        "REDIS_URL": "redis.url",
     }
 )
 """The environment variables the loader reads, and the key each one overrides."""
@@ -216,6 +219,35 @@ AWS_KEYS: Mapping[str, Key] = MappingProxyType(
 )
 """Keys of the ``[aws]`` table; each may also be set per module."""
 
+
+def _redis_url(value: Any) -> str | None:
+    ok = isinstance(value, str) and value.startswith(("redis://", "rediss://", "unix://"))
+    return None if ok else "use redis://[:password@]host:port/db, rediss://... or unix:///path"
+
+
+REDIS_KEYS: Mapping[str, Key] = MappingProxyType(
+    {
+        "url": Key(_redis_url, "the Redis server (REDIS_URL wins; the password is never logged)"),
+        "prefix": Key(_string_or_empty, "prepended to every key (default 'waddlebot:')"),
+        "socket_timeout": Key(_positive, "seconds per Redis command (default 1)"),
+    }
+)
+"""Keys of the ``[redis]`` table: shared breaker, rate-limit, cache and re-send state."""
+
+
+def url_without_password(url: str) -> str:
+    """``url`` with its password (and user name) replaced by ``***``, for logs and errors."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "<hidden>"
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    path, _, query = path.partition("?")
+    shown = f"{scheme}://{authority}{slash}{path}"
+    return shown + ("?..." if query else "")
+
+
 MODULE_KEYS: Mapping[str, Key] = MappingProxyType(
     {
         "name": Key(_string, "the WaddleBot module name (required)"),
@@ -236,7 +268,7 @@ _MANAGED_PARAMS = frozenset(
     | {k.adapter_param for k in MODULE_KEYS.values() if k.adapter_param}
 )
 # Values never repeated in an error message.
-_SECRET_KEYS = frozenset({"aws_access_key_id", "aws_secret_access_key", "aws_session_token"})
+_SECRET_KEYS = frozenset({"aws_access_key_id", "aws_secret_access_key", "aws_session_token", "url"})
 # Parameters that only take Python objects and would make no sense from a file.
 _OBJECT_PARAMS = frozenset({"client", "invoker", "pool", "clock", "rng"})
 
@@ -341,6 +373,9 @@ class ServerConfig:
     retry_after: int = 1
     busy_error_codes: frozenset[str] = frozenset(DEFAULT_BUSY_ERROR_CODES)
     default_platform: str = "unknown"
+    redis_url: str | None = field(default=None, repr=False)
+    redis_prefix: str = "waddlebot:"
+    redis_socket_timeout: float = 1.0
     router_timeout: float = 30.0
     resend_ttl: float = 120.0
     resend_memory_bytes: int = 64 * 1024 * 1024
@@ -453,7 +488,7 @@ def parse_config(
         ServerConfigError: naming ``source``, the key and the problem.
     """
     env = os.environ if env is None else env
-    top_keys = {"service_api_key", "server", "aws", "modules"}
+    top_keys = {"service_api_key", "server", "aws", "redis", "modules"}
     for key in data:
         if key not in top_keys:
             raise _unknown(f"{source}: ", key, dict.fromkeys(top_keys, Key(_string, "")))
@@ -468,6 +503,19 @@ def parse_config(
     if not isinstance(server, dict):
         raise ServerConfigError(f"{source}: server must be a table: write [server]")
     _check_table(source, "server.", server, SERVER_KEYS)
+
+    redis = data.get("redis", {})
+    if not isinstance(redis, dict):
+        raise ServerConfigError(f"{source}: redis must be a table: write [redis]")
+    redis = dict(redis)
+    _check_table(source, "redis.", redis, REDIS_KEYS)
+    if env.get("REDIS_URL"):
+        redis["url"] = env["REDIS_URL"]
+        if _redis_url(redis["url"]) is not None:
+            raise ServerConfigError(
+                f"{source}: the REDIS_URL environment variable is invalid: "
+                f"{_redis_url(redis['url'])}"
+            )
 
     aws = dict(data.get("aws", {})) if isinstance(data.get("aws", {}), dict) else None
     if aws is None:
@@ -555,6 +603,9 @@ def parse_config(
         retry_after=server.get("retry_after", 1),
         busy_error_codes=frozenset(busy),
         default_platform=server.get("default_platform", "unknown"),
+        redis_url=redis.get("url"),
+        redis_prefix=redis.get("prefix", "waddlebot:"),
+        redis_socket_timeout=float(redis.get("socket_timeout", 1.0)),
         router_timeout=float(server.get("router_timeout", 30.0)),
         resend_ttl=float(server.get("resend_ttl", 120.0)),
         resend_memory_bytes=server.get("resend_memory_bytes", 64 * 1024 * 1024),
