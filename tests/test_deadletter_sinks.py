@@ -446,3 +446,29 @@ def test_sqs_region_from_url_and_secret_free_repr() -> None:
     assert "AKIDSECRETISH" not in repr(sink)
     local = SQSDeadLetterSink("http://127.0.0.1:4566/000000000000/dlq", region="us-east-1")
     assert local.endpoint_url == "http://127.0.0.1:4566"
+
+
+def test_sqlite_sinks_opening_one_new_file_together_all_open(tmp_path: Path) -> None:
+    """Openers racing to switch a new file to WAL wait for each other (busy_timeout) instead
+    of failing with 'database is locked' (SQLite skips the busy handler in that race)."""
+    failures: list[BaseException] = []
+    for round_ in range(100):
+        path = tmp_path / f"dlq-{round_}.sqlite3"
+        sinks = [SQLiteDeadLetterSink(path, synchronous="NORMAL") for _ in range(6)]
+        barrier = threading.Barrier(len(sinks))
+
+        def open_and_close(sink: SQLiteDeadLetterSink, barrier: threading.Barrier) -> None:
+            barrier.wait()
+            try:
+                sink._connection()
+            except BaseException as exc:  # collected and asserted below
+                failures.append(exc)
+            finally:
+                sink._close_connection()
+
+        threads = [threading.Thread(target=open_and_close, args=(s, barrier)) for s in sinks]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []

@@ -9,6 +9,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -180,7 +181,7 @@ class SQLiteDeadLetterSink:
             os.close(fd)
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
         try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            mode = self._enter_wal(conn)
             if str(mode).lower() != "wal":
                 logger.warning(
                     "dead-letter database %s could not use WAL mode (journal_mode=%s); "
@@ -205,6 +206,24 @@ class SQLiteDeadLetterSink:
             raise
         self._conn = conn
         return conn
+
+    def _enter_wal(self, conn: sqlite3.Connection) -> object:
+        """Switch to WAL, waiting up to ``busy_timeout`` for other openers.
+
+        SQLite answers ``database is locked`` at once, without calling the busy handler, when
+        two connections change the journal mode of one file together (two sinks or processes
+        opening a new file); so wait here as ``busy_timeout`` promises (on the worker thread).
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                return conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
     def _close_connection(self) -> None:
         self._shut = True
