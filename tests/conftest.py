@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -46,6 +48,54 @@ def _fresh_breakers() -> Iterator[None]:
     """No breaker opened by one test is seen by the next."""
     yield
     PROCESS_BREAKERS.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_environment() -> Iterator[None]:
+    """Environment variables set by code under test (the CLI, the server) do not outlive it."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _ours(handler: logging.Handler) -> bool:
+    """Not one of pytest's own capture handlers (pytest adds and removes those per phase)."""
+    return not type(handler).__module__.startswith("_pytest")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Handlers, levels and switches that code under test sets on loggers do not outlive it.
+
+    The CLI configures logging as a program does; without this, a later test would see its
+    handlers (writing to a closed stream) or its levels (hiding the records it asserts on).
+    """
+    root = logging.getLogger()
+
+    def loggers() -> list[logging.Logger]:
+        named = logging.Logger.manager.loggerDict.values()
+        return [root, *(v for v in named if isinstance(v, logging.Logger))]
+
+    saved = {
+        logger.name: (logger.level, [h for h in logger.handlers if _ours(h)], logger.propagate)
+        for logger in loggers()
+    }
+    saved_disabled = {logger.name for logger in loggers() if logger.disabled}
+    disable = logging.root.manager.disable
+    yield
+    logging.disable(disable)
+    for logger in loggers():
+        # A logger first named during the test goes back to the defaults it was born with.
+        level, handlers, propagate = saved.get(logger.name, (logging.NOTSET, [], True))
+        for handler in [h for h in logger.handlers if _ours(h) and h not in handlers]:
+            logger.removeHandler(handler)
+        for handler in [h for h in handlers if h not in logger.handlers]:
+            logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+        logger.disabled = logger.name in saved_disabled
 
 
 @pytest.fixture

@@ -350,10 +350,8 @@ async def test_cancellation_cancels_the_call(scripted: ScriptedLambdaServer) -> 
     scripted.script("dice", Reply.slow(30.0, SUCCESS), SUCCESS)
     async with adapter_for(scripted) as adapter:
         task = asyncio.create_task(adapter.execute_async(request()))
-        for _ in range(200):
-            if scripted.count():
-                break
-            await asyncio.sleep(0.01)
+        async with asyncio.timeout(30):
+            await scripted.received()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

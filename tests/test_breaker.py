@@ -298,8 +298,10 @@ async def test_module_errors_do_not_trip_it() -> None:
 async def test_cancelled_trial_frees_its_slot() -> None:
     """A half-open trial that is cancelled gives its slot back at once."""
     gate = asyncio.Event()
+    running = asyncio.Event()
 
     async def slow(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        running.set()
         await gate.wait()
         return {"success": True}
 
@@ -319,7 +321,8 @@ async def test_cancelled_trial_frees_its_slot() -> None:
     invoker.flaky.failing = False
     invoker.handler = slow
     task = asyncio.create_task(adapter.execute_async(request()))
-    await asyncio.sleep(0.01)
+    async with asyncio.timeout(30):
+        await running.wait()  # the trial call holds the half-open slot
     assert (await adapter.execute_async(request())).error_code == "circuit_open"
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

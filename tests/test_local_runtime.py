@@ -267,8 +267,7 @@ async def _hold(rt: LocalLambdaRuntime, function: str, gate: Path) -> asyncio.Ta
 
     task = asyncio.create_task(call())
     async with asyncio.timeout(30):
-        while rt.in_flight(function) == 0:
-            await asyncio.sleep(0.01)
+        await rt.wait_until(lambda: rt.in_flight(function) > 0)
     return task
 
 
@@ -433,9 +432,8 @@ async def test_slow_reply_exceeds_the_read_timeout_after_the_run(tmp_path: Path)
         async with aio_client(rt.url, read_timeout=0.5) as client:
             with pytest.raises(ReadTimeoutError):
                 await client.invoke(FunctionName="echo", Payload=event)
-        async with asyncio.timeout(10):
-            while rt.stats.faults["slow"] == 0:  # the run is over, the reply still held
-                await asyncio.sleep(0.01)
+        async with asyncio.timeout(10):  # the run is over, the reply still held
+            await rt.wait_until(lambda: rt.stats.faults["slow"] > 0)
         assert rt.stats.invocations["echo"] == 1
         assert rt.stats.request_ids["sess-slow"] == 1
         assert rt.stats.faults["slow"] == 1
@@ -501,25 +499,26 @@ async def test_runtime_errors_without_a_client_error_class_still_parse(tmp_path:
     assert isinstance(info.value, ClientError)
 
 
-async def test_aclose_stops_a_running_event_and_its_worker(tmp_path: Path) -> None:
+async def test_aclose_stops_a_running_event_and_its_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Closing the runtime cancels a running Event call and kills the worker it occupies."""
+    started, _ = _spy_on_workers(monkeypatch)
     directory = tmp_path / "fns"
     directory.mkdir()
-    pid_file = tmp_path / "pid"
     (directory / "sleeper.py").write_text(
-        "import os, time\n\n"
-        "def handler(event, context):\n"
-        f"    open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
-        "    time.sleep(30)\n"
+        "import time\n\ndef handler(event, context):\n    time.sleep(30)\n"
     )
     async with LocalLambdaRuntime(directory) as rt, aio_client(rt.url) as client:
         reply = await client.invoke(FunctionName="sleeper", InvocationType="Event")
         assert reply["StatusCode"] == 202
-        while not pid_file.exists() or not pid_file.read_text():
-            await asyncio.sleep(0.01)
+        async with asyncio.timeout(30):
+            await rt.wait_until(lambda: rt.stats.invocations["sleeper"] == 1)
         assert rt.in_flight("sleeper") == 1
+    assert len(started) == 1
     with pytest.raises(ProcessLookupError):
-        os.kill(int(pid_file.read_text()), 0)
+        os.kill(started[0].pid, 0)
+    _assert_reaped(started)
 
 
 async def test_event_waits_for_capacity_instead_of_being_throttled(tmp_path: Path) -> None:
@@ -594,7 +593,9 @@ async def test_a_worker_that_cannot_start_is_a_service_exception(tmp_path: Path)
         assert "FileNotFoundError" in result["error"]["Message"]
 
 
-async def test_idle_workers_are_stopped_after_idle_timeout(tmp_path: Path) -> None:
+async def test_idle_workers_are_stopped_after_idle_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A worker unused for idle_timeout seconds is stopped; the next call starts a new one."""
 
     async def pid_of_call(client: Any) -> int:
@@ -606,14 +607,11 @@ async def test_idle_workers_are_stopped_after_idle_timeout(tmp_path: Path) -> No
         _runtime(tmp_path, ["crash"], idle_timeout=0.2) as rt,
         aio_client(rt.url) as client,
     ):
+        started, _ = _spy_on_workers(monkeypatch)
         pid = await pid_of_call(client)
+        assert [proc.pid for proc in started] == [pid]
         async with asyncio.timeout(10):
-            while True:
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    break
-                await asyncio.sleep(0.05)
+            await started[0].wait()  # stopped by the idle reaper
         assert await pid_of_call(client) != pid
         assert rt.stats.cold_starts["crash"] == 2
 
@@ -635,3 +633,63 @@ async def test_scripted_throttle_is_retried_by_the_adapter(tmp_path: Path) -> No
         assert rt.stats.runs[("echo", "sess-429")] == 1
     assert response.success
     assert clock.sleeps and clock.sleeps[0] >= 0.25  # Retry-After is the floor
+
+
+def _spy_on_workers(monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any], asyncio.Event]:
+    """Record every worker process the runtime starts; the event is set at each start."""
+    started: list[Any] = []
+    spawned = asyncio.Event()
+    real = asyncio.create_subprocess_exec
+
+    async def spy(*args: Any, **kwargs: Any) -> Any:
+        proc = await real(*args, **kwargs)
+        started.append(proc)
+        spawned.set()
+        return proc
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", spy)
+    return started, spawned
+
+
+def _assert_reaped(processes: list[Any]) -> None:
+    """Each worker has exited and its subprocess transport is closed (nothing left to leak)."""
+    assert processes
+    for proc in processes:
+        assert proc.returncode is not None
+        # asyncio warns "unclosed transport" when an open one is collected.
+        assert proc._transport.is_closing()
+
+
+async def test_worker_failing_init_is_reaped_before_close_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed after a failed init is waited for: its transport does not outlive stop."""
+    from module_sdk.local._environments import FunctionPool, InitFailed, base_environment
+
+    started, _ = _spy_on_workers(monkeypatch)
+    (tmp_path / "broken.py").write_text("raise RuntimeError('no init')\n")
+    pool = FunctionPool(FunctionSpec("broken", "broken.handler", tmp_path), base_environment())
+    with pytest.raises(InitFailed):
+        await pool.acquire()
+    await pool.aclose()
+    _assert_reaped(started)
+
+
+async def test_worker_cancelled_in_init_is_reaped_before_close_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call cancelled while its worker starts: the worker is killed and reaped on stop."""
+    from module_sdk.local._environments import FunctionPool, base_environment
+
+    started, spawned = _spy_on_workers(monkeypatch)
+    (tmp_path / "stuck.py").write_text(
+        "import time\ntime.sleep(60)\n\ndef handler(event, context):\n    return 1\n"
+    )
+    pool = FunctionPool(FunctionSpec("stuck", "stuck.handler", tmp_path), base_environment())
+    call = asyncio.ensure_future(pool.acquire())
+    await spawned.wait()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    await pool.aclose()
+    _assert_reaped(started)

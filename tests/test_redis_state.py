@@ -279,12 +279,10 @@ async def main():
         state=state, invoker=invoker, clock=FakeClock(),
     )
     if role == "watch":
-        deadline = time.monotonic() + 30
-        while not await state.client.get(prefix + "tripped") and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        await state.client.blpop([prefix + "tripped"], timeout=30)  # blocks, no polling
     cb_codes = await calls(cb, 3 if role == "trip" else 4)
     if role == "trip":
-        await state.client.set(prefix + "tripped", "1")
+        await state.client.rpush(prefix + "tripped", "1")
     await state.aclose()
     print(json.dumps({
         "rl_codes": rl_codes, "rl_attempts": limited.attempts,

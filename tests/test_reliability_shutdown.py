@@ -56,13 +56,6 @@ def request(index: int) -> ExecuteRequest:
     return ExecuteRequest("!roll", ["2d6"], "u1", "e1", "c1", f"s-{index}", "twitch")
 
 
-async def until(condition: object, timeout: float = 10.0) -> None:
-    """Poll ``condition()`` (real time: these are real sockets) until true or time is up."""
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
-        await asyncio.sleep(0.01)
-
-
 async def warm_baseline(url: str, pool: ClientPool) -> Resources:
     """Make one call with a throw-away adapter first, so the baseline holds what any first
     call creates once per process (botocore's models, the loop's resolver thread)."""
@@ -108,7 +101,8 @@ async def test_cancelling_thousands_of_calls_leaves_nothing_behind(
         tasks = [asyncio.create_task(adapter.execute_async(request(i))) for i in range(CALLS)]
         # Cancel while calls are at every stage: on the wire, waiting for a pooled connection,
         # being signed, not yet started.
-        await until(lambda: server.count() >= 1 + POOL // 4, timeout=120)
+        async with asyncio.timeout(120):
+            await server.received(1 + POOL // 4)
         on_the_wire = server.count() - 1
         for task in tasks:
             task.cancel()
@@ -151,7 +145,8 @@ async def test_aclose_during_load_finishes_cleanly(
             dead_letter=tmp_path / "dlq.sqlite3",
         )
         tasks = [asyncio.create_task(adapter.execute_async(request(i))) for i in range(LOAD)]
-        await until(lambda: server.count() >= POOL * 2 + 1)
+        async with asyncio.timeout(10):
+            await server.received(POOL * 2 + 1)
         async with asyncio.timeout(30):
             await adapter.aclose()
         results = await asyncio.gather(*tasks, return_exceptions=True)

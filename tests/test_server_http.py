@@ -419,8 +419,8 @@ async def test_max_in_flight_answers_429_with_retry_after(
         async with aiohttp.ClientSession() as session:
             client = Client(session, server)
             first = asyncio.ensure_future(client.post("/api/v1/execute", body()))
-            while scripted.count() == 0:
-                await asyncio.sleep(0.005)
+            async with asyncio.timeout(30):
+                await scripted.received()
             status, answer, reply = await client.post("/api/v1/execute", body())
             first_status = (await first)[0]
             _, health = await client.get("/health")

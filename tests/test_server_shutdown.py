@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,12 +56,26 @@ async def post(session: aiohttp.ClientSession, url: str, i: int) -> tuple[int, s
         return reply.status, answer.get("session_id", "")
 
 
-async def wait_for(predicate: Any, timeout: float = 5.0) -> None:
-    """Poll ``predicate`` on the loop until it holds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.005)
+@contextlib.contextmanager
+def _logged(text: str) -> Iterator[asyncio.Event]:
+    """An event set when the module server logs a message containing ``text``."""
+    seen = asyncio.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if text in record.getMessage():
+                seen.set()
+
+    watch = Watch(logging.DEBUG)
+    target = logging.getLogger("module_sdk.server")
+    level = target.level
+    target.addHandler(watch)
+    target.setLevel(logging.DEBUG)
+    try:
+        yield seen
+    finally:
+        target.removeHandler(watch)
+        target.setLevel(level)
 
 
 async def test_sigterm_during_load_answers_every_accepted_request(
@@ -77,9 +94,13 @@ async def test_sigterm_during_load_answers_every_accepted_request(
     url = server.url
     async with aiohttp.ClientSession() as session:
         calls = [asyncio.ensure_future(post(session, url, i)) for i in range(count)]
-        await wait_for(lambda: scripted.count() == count)  # every request is in a handler
-        os.kill(os.getpid(), signal.SIGTERM)
-        await wait_for(lambda: server.draining)
+        async with asyncio.timeout(30):
+            await scripted.received(count)  # every request is in a handler
+        with _logged("shutting down") as draining:
+            os.kill(os.getpid(), signal.SIGTERM)
+            async with asyncio.timeout(30):
+                await draining.wait()
+        assert server.draining
         async with aiohttp.ClientSession() as late:
             with pytest.raises(aiohttp.ClientConnectionError):
                 await post(late, url, 999)
@@ -99,7 +120,8 @@ async def test_requests_past_the_grace_period_are_cut(scripted: ScriptedLambdaSe
     await server.start()
     async with aiohttp.ClientSession() as session:
         call = asyncio.ensure_future(post(session, server.url, 1))
-        await wait_for(lambda: scripted.count() == 1)
+        async with asyncio.timeout(30):
+            await scripted.received()
         started = time.monotonic()
         await server.aclose()
         took = time.monotonic() - started
@@ -148,7 +170,8 @@ async def _cli_scenario(tmp_path: Path) -> None:
             url = line.split(" on ", 1)[1].split(" ", 1)[0]
             async with aiohttp.ClientSession() as session:
                 calls = [asyncio.ensure_future(post(session, url, i)) for i in range(count)]
-                await wait_for(lambda: scripted.count() == count, timeout=20)
+                async with asyncio.timeout(20):
+                    await scripted.received(count)
                 process.send_signal(signal.SIGTERM)
                 results = await asyncio.gather(*calls)
             status = await asyncio.wait_for(process.wait(), 20)

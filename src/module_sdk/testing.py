@@ -212,6 +212,7 @@ class ScriptedLambdaServer:
         self.invocations: list[dict[str, Any]] = []
         self.url = ""
         self._runner: Any = None
+        self._waiters: list[tuple[int, str | None, asyncio.Future[None]]] = []
 
     def script(self, function: str, *replies: Reply) -> None:
         """Queue replies for ``function`` (used in order, then the default applies)."""
@@ -222,6 +223,28 @@ class ScriptedLambdaServer:
         if function is None:
             return len(self.invocations)
         return sum(1 for i in self.invocations if i["function"] == function)
+
+    async def received(self, count: int = 1, function: str | None = None) -> None:
+        """Wait until ``count`` invocations have arrived (for one function, or in all).
+
+        No polling: the server wakes the waiter as each invocation arrives. Bound it with
+        ``asyncio.timeout`` where a test must not wait for ever.
+        """
+        if self.count(function) >= count:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (count, function, waiter)
+        self._waiters.append(entry)
+        try:
+            await waiter
+        finally:
+            if entry in self._waiters:
+                self._waiters.remove(entry)
+
+    def _wake(self) -> None:
+        for count, function, waiter in list(self._waiters):
+            if not waiter.done() and self.count(function) >= count:
+                waiter.set_result(None)
 
     async def _handle(self, request: Any) -> Any:
         from aiohttp import web
@@ -238,6 +261,7 @@ class ScriptedLambdaServer:
             "body": body,
         }
         self.invocations.append(record)
+        self._wake()
         queue = self._scripts.get(function)
         if queue:
             reply = queue.pop(0)

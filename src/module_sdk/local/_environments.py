@@ -163,6 +163,9 @@ class Environment:
     async def start(cls, spec: FunctionSpec, env: dict[str, str]) -> tuple[Environment, str]:
         """Start a worker and wait for its init; return it with the init log.
 
+        A worker that fails its init (or whose start is cancelled) is killed and reaped before
+        the error is raised: its pipes and subprocess transport never outlive the call.
+
         Raises:
             InitFailed: the handler module could not be loaded (the worker is gone).
         """
@@ -180,26 +183,24 @@ class Environment:
         try:
             async with asyncio.timeout(INIT_TIMEOUT):
                 header, _ = await environment._read()
-        except asyncio.CancelledError:
-            environment.kill()  # not in any pool yet: nobody else would stop it
+            if not header.get("ready"):
+                raise InitFailed(header.get("error", {}), header.get("log", ""))
+        except BaseException as exc:
+            # Not in any pool yet: nobody else would stop and reap it.
+            await environment.aclose()
+            if isinstance(exc, TimeoutError):
+                raise InitFailed(
+                    {
+                        "errorType": "Runtime.InitTimeout",
+                        "errorMessage": f"Init phase did not finish in {INIT_TIMEOUT:g} seconds",
+                    },
+                    "",
+                ) from None
+            if isinstance(exc, Crashed):
+                raise InitFailed(
+                    {"errorType": "Runtime.ExitError", "errorMessage": str(exc)}, ""
+                ) from None
             raise
-        except TimeoutError:
-            environment.kill()
-            raise InitFailed(
-                {
-                    "errorType": "Runtime.InitTimeout",
-                    "errorMessage": f"Init phase did not finish in {INIT_TIMEOUT:g} seconds",
-                },
-                "",
-            ) from None
-        except Crashed as exc:
-            environment.kill()
-            raise InitFailed(
-                {"errorType": "Runtime.ExitError", "errorMessage": str(exc)}, ""
-            ) from None
-        if not header.get("ready"):
-            environment.kill()
-            raise InitFailed(header.get("error", {}), header.get("log", ""))
         return environment, str(header.get("log", ""))
 
     async def _read(self) -> tuple[dict[str, Any], bytes]:
@@ -284,10 +285,12 @@ class Environment:
             kill_group(self.proc)
 
     async def aclose(self) -> None:
-        """Kill the worker and reap it."""
+        """Kill the worker and reap it: its pipes and subprocess transport are closed too."""
         self.kill()
         with contextlib.suppress(ProcessLookupError):
             await self.proc.wait()
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
 
 
 class FunctionPool:
@@ -359,9 +362,11 @@ class FunctionPool:
         environments = list(self.all)
         self.all.clear()
         self.idle.clear()
-        await asyncio.gather(
-            *(e.aclose() for e in environments), *self._reaping, return_exceptions=True
-        )
+        await asyncio.gather(*(e.aclose() for e in environments), return_exceptions=True)
+        # Workers given up on (timed out or crashed) are reaped in the background: wait for
+        # them too, or their subprocess transports would outlive the runtime.
+        while pending := [task for task in self._reaping if not task.done()]:
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 def base_environment() -> dict[str, str]:

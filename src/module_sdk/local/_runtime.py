@@ -258,6 +258,7 @@ class LocalLambdaRuntime:
         self._retired: list[FunctionPool] = []
         self._freed = asyncio.Event()
         self._events: set[asyncio.Task[None]] = set()
+        self._watchers: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -274,6 +275,28 @@ class LocalLambdaRuntime:
             return self._active
         pool = self._pools.get(function)
         return 0 if pool is None else pool.active
+
+    async def wait_until(self, condition: Callable[[], bool]) -> None:
+        """Wait until ``condition()`` holds, without polling.
+
+        For tests and tools watching the runtime: the condition is checked again each time
+        a call is admitted, starts running, ends, or a fault is counted (so it should read
+        ``in_flight()`` or ``stats``). Bound the wait with ``asyncio.timeout``.
+        """
+        if condition():
+            return
+        entry = (condition, asyncio.get_running_loop().create_future())
+        self._watchers.append(entry)
+        try:
+            await entry[1]
+        finally:
+            if entry in self._watchers:
+                self._watchers.remove(entry)
+
+    def _changed(self) -> None:
+        for condition, waiter in list(self._watchers):
+            if not waiter.done() and condition():
+                waiter.set_result(None)
 
     def add_function(self, spec: FunctionSpec) -> None:
         """Serve one more function (replacing one of the same name; its workers stop)."""
@@ -581,6 +604,7 @@ class LocalLambdaRuntime:
     def _count_fault(self, function: str, kind: str) -> None:
         self.stats.faults[kind] += 1
         self.stats.faults_by_function[(function, kind)] += 1
+        self._changed()
 
     async def _apply_faults(
         self, request: web.Request, function: str, decision: FaultDecision
@@ -668,11 +692,13 @@ class LocalLambdaRuntime:
             raise refusal
         pool.active += 1
         self._active += 1
+        self._changed()
 
     def _leave(self, pool: FunctionPool) -> None:
         pool.active -= 1
         self._active -= 1
         self._freed.set()
+        self._changed()
 
     async def _run_event(self, call: _Call) -> None:
         # Lambda queues Event calls and runs them when there is capacity: wait, never throttle.
@@ -802,6 +828,7 @@ class LocalLambdaRuntime:
         if call.event_request_id is not None:
             self.stats.request_ids[call.event_request_id] += 1
             self.stats.runs[(call.name, call.event_request_id)] += 1
+        self._changed()
 
     def _too_large(self, call: _Call, result: RunResult) -> RunResult:
         error = {
