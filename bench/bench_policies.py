@@ -1,7 +1,9 @@
 """What the resilience policies cost per call.
 
-One in-process function (``HandlerInvoker``: the event is decoded and the reply encoded as
-Lambda would) behind these adapters:
+Every call goes over the real HTTP path: aiobotocore to ``bench/lambda_stub.py``, a Lambda-API
+endpoint in its own process (so its CPU is not counted here). ``--in-process`` uses an
+in-process function instead (``HandlerInvoker``), which magnifies the policies' share. The
+adapters:
 
 - ``off``: no policy at all (the baseline);
 - ``on (memory)``: circuit breaker, adapter-wide rate limit, a retry budget and the response
@@ -18,7 +20,8 @@ alternate within every round and the "vs off" column is the median of the per-ro
 which holds up on a machine shared with other work. For Redis the added wall-clock latency
 per call is what matters (each call makes a few round trips to the server).
 
-Run: .venv/bin/python bench/bench_policies.py [--calls 300] [--rounds 150] [--no-redis]
+Run: .venv/bin/python bench/bench_policies.py [--calls 200] [--rounds 30] [--no-redis]
+[--in-process]
 """
 
 from __future__ import annotations
@@ -28,8 +31,12 @@ import asyncio
 import gc
 import logging
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from module_sdk import ExecuteRequest, LambdaAdapter
@@ -41,6 +48,28 @@ from module_sdk.resilience.redis_state import RedisState
 from module_sdk.testing import HandlerInvoker, RedisServer
 
 COMMAND = "!roll"
+
+# The stub checks no signature; botocore signs every call, so it needs some credentials.
+CREDS = {"aws_access_key_id": "AKIDBENCH00000000000", "aws_secret_access_key": "bench-secret"}
+
+ENDPOINT: str | None = None
+"""The Lambda stub's URL (None: the in-process function)."""
+
+
+@contextmanager
+def lambda_stub() -> Iterator[str]:
+    """Start ``bench/lambda_stub.py`` (no delay) and yield its URL."""
+    stub = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("lambda_stub.py")), "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert stub.stdout is not None
+        yield stub.stdout.readline().strip()
+    finally:
+        stub.kill()
+        stub.wait()
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -93,11 +122,23 @@ def make_adapter(
             "state": state,
         }
     name = f"bench-{'on' if policies else 'off'}-{id(state)}"
-    return LambdaAdapter(name, "us-east-1", "bench", invoker=HandlerInvoker(handler), **extra)
+    if ENDPOINT is None:
+        extra["invoker"] = HandlerInvoker(handler)
+    else:
+        extra.update(CREDS, endpoint_url=ENDPOINT)
+    return LambdaAdapter(name, "us-east-1", "bench", **extra)
 
 
 async def measure(adapter: LambdaAdapter, batch: list[ExecuteRequest]) -> tuple[float, float]:
-    """(CPU seconds, wall seconds) for the batch, sequentially."""
+    """(CPU seconds, wall seconds) for the batch, sequentially; then close the adapter."""
+    try:
+        return await measure_open(adapter, batch)
+    finally:
+        await adapter.aclose()
+
+
+async def measure_open(adapter: LambdaAdapter, batch: list[ExecuteRequest]) -> tuple[float, float]:
+    """:func:`measure` without closing the adapter."""
     gc.collect()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for request in batch:
@@ -148,14 +189,34 @@ async def interleaved(
 async def main() -> None:
     """Run the rounds and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=300, help="calls per variant and round")
-    parser.add_argument("--rounds", type=int, default=150, help="rounds")
+    parser.add_argument("--calls", type=int, default=200, help="calls per variant and round")
+    parser.add_argument("--rounds", type=int, default=30, help="rounds")
     parser.add_argument("--redis-calls", type=int, default=500, help="calls per Redis round")
     parser.add_argument("--redis-rounds", type=int, default=8, help="Redis rounds")
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis rows")
+    parser.add_argument(
+        "--in-process", action="store_true", help="an in-process function instead of HTTP"
+    )
     args = parser.parse_args()
     logging.disable(logging.WARNING)
+    global ENDPOINT
+    if args.in_process:
+        await run(args)
+        return
+    with lambda_stub() as url:
+        ENDPOINT = url
+        # Every adapter shares one pooled client (same settings); this one keeps it open
+        # between rounds, so no round pays for creating it.
+        keeper = make_adapter(policies=False)
+        try:
+            await measure_open(keeper, requests(1, distinct=True))
+            await run(args)
+        finally:
+            await keeper.aclose()
 
+
+async def run(args: argparse.Namespace) -> None:
+    """The rounds and the tables."""
     misses = requests(args.calls, distinct=True)
     hits = requests(args.calls, distinct=False)
     memory = await interleaved(
@@ -175,7 +236,11 @@ async def main() -> None:
             "on (memory), cache hits": hits,
         },
     )
-    print(f"{args.rounds} rounds of {args.calls:,} sequential calls per variant; CPU = best round")
+    path = "an in-process function" if ENDPOINT is None else "HTTP to bench/lambda_stub.py"
+    print(
+        f"{args.rounds} rounds of {args.calls:,} sequential calls per variant over {path}; "
+        "CPU = best round"
+    )
     print()
     print(f"| {'adapter':<29} | {'CPU µs/call':>11} | {'CPU vs off':>10} | {'wall µs/call':>12} |")
     print(f"|{'-' * 31}|{'-' * 12}:|{'-' * 11}:|{'-' * 13}:|")

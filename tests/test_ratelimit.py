@@ -12,6 +12,7 @@ from module_sdk.resilience.ratelimit import (
     Limit,
     MemoryBucketStore,
     RateLimit,
+    RateLimitPolicy,
     take,
 )
 from module_sdk.testing import FakeClock, HandlerInvoker
@@ -84,23 +85,24 @@ def test_bad_rate_limit_config(kwargs: dict[str, Any], fragment: str) -> None:
         RateLimit(**kwargs)
 
 
-def test_memory_store_is_all_or_nothing() -> None:
+async def test_memory_store_is_all_or_nothing() -> None:
     """When one bucket is empty no other bucket is charged."""
     store = MemoryBucketStore()
     wide = BucketSpec("{a}", Limit(10, 10))
     user = BucketSpec("{a}:user:u", Limit(1, 1), keyed=True)
-    assert store.acquire_now([wide, user], 0.0, 0.0).granted
-    refused = store.acquire_now([wide, user], 0.0, 0.0)
+    assert (await store.acquire([wide, user], 0.0, 0.0)).granted
+    refused = await store.acquire([wide, user], 0.0, 0.0)
     assert not refused.granted
     assert refused.wait == pytest.approx(1.0)
-    assert store._fixed["{a}"][0] == 9.0
+    grants = [(await store.acquire([wide], 0.0, 0.0)).granted for _ in range(10)]
+    assert grants == [True] * 9 + [False]  # the refused call took nothing from {a}
 
 
-def test_keyed_buckets_are_bounded() -> None:
+async def test_keyed_buckets_are_bounded() -> None:
     """Per-user buckets live in an LRU of max_keys entries."""
     store = MemoryBucketStore(max_keys=3)
     for i in range(10):
-        store.acquire_now([BucketSpec(f"user:{i}", Limit(1), keyed=True)], 0.0, 0.0)
+        await store.acquire([BucketSpec(f"user:{i}", Limit(1), keyed=True)], 0.0, 0.0)
     assert len(store) == 3
 
 
@@ -193,8 +195,7 @@ async def test_per_user_buckets_in_an_adapter_are_bounded() -> None:
     adapter, _ = limited(RateLimit(per_user=Limit(0.001, burst=1), max_keys=3), clock)
     for user in ["a", "b", "c", "d"]:
         assert (await adapter.execute_async(request(user))).success
-    policy = adapter._builtin.rate_limit
-    assert policy is not None
-    assert list(policy._users) == ["b", "c", "d"]
+    [policy] = [p for p in adapter.policies if isinstance(p, RateLimitPolicy)]
+    assert isinstance(policy.store, MemoryBucketStore) and len(policy.store) == 3
     assert (await adapter.execute_async(request("d"))).error_code == "rate_limited"
     assert (await adapter.execute_async(request("a"))).success  # evicted, so full again

@@ -10,11 +10,13 @@ from module_sdk import ConfigurationError, ExecuteRequest, LambdaAdapter
 from module_sdk.aws_lambda.naming import resolve_function
 from module_sdk.resilience.breaker import CircuitBreakerConfig, CircuitBreakerPolicy
 from module_sdk.resilience.cache import (
+    MemoryCacheStore,
     ResponseCacheConfig,
     ResponseCachePolicy,
     cache_key,
 )
 from module_sdk.resilience.ratelimit import RateLimit, RateLimitPolicy
+from module_sdk.resilience.retry import RetryPolicy
 from module_sdk.testing import FakeClock, HandlerInvoker
 
 
@@ -202,10 +204,8 @@ async def test_lru_is_bounded() -> None:
     for arg in ["a", "b", "c", "a"]:
         await adapter.execute_async(request(args=[arg]))
     assert counter.calls == 4  # "a" was evicted by "c"
-    policy = adapter._builtin.cache
-    assert policy is not None
-    assert policy._memory is not None
-    assert len(policy._memory) == 2
+    [policy] = [p for p in adapter.policies if isinstance(p, ResponseCachePolicy)]
+    assert isinstance(policy.store, MemoryCacheStore) and len(policy.store) == 2
 
 
 @pytest.mark.parametrize(
@@ -238,7 +238,7 @@ def test_cache_needs_synchronous_invocations() -> None:
 
 
 def test_builtin_policies_are_ordered_rate_limit_cache_breaker_retry() -> None:
-    """The built-ins run as one step (rate limit, cache, breaker) before the retry loop."""
+    """The built-ins run in order (rate limit, cache, breaker), then the retry loop."""
     adapter = LambdaAdapter(
         "helpdesk-order",
         "us-east-1",
@@ -247,9 +247,8 @@ def test_builtin_policies_are_ordered_rate_limit_cache_breaker_retry() -> None:
         cache=ResponseCacheConfig(commands={"!help": 5}),
         circuit_breaker=True,
     )
-    assert adapter._policies == (adapter._builtin, adapter._retry)
-    kinds = [type(p) for p in adapter._builtin.ordered]
-    assert kinds == [RateLimitPolicy, ResponseCachePolicy, CircuitBreakerPolicy]
+    kinds = [type(p) for p in adapter.policies]
+    assert kinds == [RateLimitPolicy, ResponseCachePolicy, CircuitBreakerPolicy, RetryPolicy]
 
 
 async def test_cache_hit_is_served_while_the_breaker_is_open() -> None:

@@ -30,6 +30,7 @@ from module_sdk.errors import (
     RequestError,
 )
 from module_sdk.observability.health import HealthWindow
+from module_sdk.resilience.breaker import CircuitBreakerPolicy
 from module_sdk.resilience.clock import Clock, SystemClock
 from module_sdk.resilience.deadletter import (
     DeadLetterRecorder,
@@ -301,7 +302,7 @@ class LambdaAdapter(BaseAdapter):
             observers=self._observers,
         )
         # rate limit -> cache -> breaker -> retry: see module_sdk.resilience.policies.
-        self._builtin = build_policies(
+        builtin = build_policies(
             circuit_breaker=circuit_breaker,
             rate_limit=rate_limit,
             cache=cache,
@@ -315,10 +316,12 @@ class LambdaAdapter(BaseAdapter):
             invocation_type=invocation_type,
             clock=self._clock,
         )
-        if self._builtin.breaker is not None:
-            self.health_window.circuit_state = self._builtin.breaker.state_name
-        self._policies: tuple[Policy, ...] = (*policies, *self._builtin.steps, self._retry)
-        self._handler: Handler = compose(self._policies, self._attempt)
+        for policy in builtin:
+            if isinstance(policy, CircuitBreakerPolicy):
+                self.health_window.circuit_state = policy.state_name
+        self.policies: tuple[Policy, ...] = (*policies, *builtin, self._retry)
+        """The pipeline's steps, outermost first: yours, the built-in ones, the retry loop."""
+        self._handler: Handler = compose(self.policies, self._attempt)
         logger.info(
             "LambdaAdapter initialized for module '%s' with function '%s' in region '%s'",
             self.module_name,

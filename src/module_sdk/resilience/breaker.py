@@ -30,7 +30,7 @@ import logging
 import math
 import weakref
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     from module_sdk.aws_lambda.naming import FunctionTarget
     from module_sdk.resilience.clock import Clock
     from module_sdk.resilience.pipeline import Handler, Invocation
-    from module_sdk.resilience.state import StateBackend
 
 __all__ = [
     "DEFAULT_FAILURE_CODES",
@@ -332,6 +331,10 @@ class BreakerStore(Protocol):
         """The current state (for inspection)."""
         ...
 
+    def peek(self, key: str) -> CircuitState | None:
+        """The current state if known without I/O (in process), else None."""
+        ...
+
 
 class MemoryBreakerStore:
     """The process-wide registry of in-process breakers, one per function key."""
@@ -371,6 +374,10 @@ class MemoryBreakerStore:
         """The current state."""
         return self.get(key).state
 
+    def peek(self, key: str) -> CircuitState:
+        """The current state, at once (for health reports)."""
+        return self.get(key).state
+
 
 PROCESS_BREAKERS = MemoryBreakerStore()
 """The in-process breaker registry shared by every adapter on the real clock without a
@@ -406,49 +413,39 @@ def breaker_key(target: FunctionTarget, region: str, endpoint: str | None = None
 
 
 class CircuitBreakerPolicy:
-    """The pipeline step: refuse with ``circuit_open`` or let the call through and count it."""
+    """The pipeline step: refuse with ``circuit_open`` or let the call through and count it.
+
+    Args:
+        config: the thresholds and the failure codes.
+        key: the breaker's key in ``store`` (see :func:`breaker_key`).
+        store: where the state lives (:func:`process_breakers`' registry or a shared store).
+        now: the time given to the store (it must mean the same to every user of the store).
+    """
 
     def __init__(
         self,
         config: CircuitBreakerConfig,
         *,
         key: str,
-        clock: Clock,
-        state: StateBackend | None = None,
+        store: BreakerStore,
+        now: Callable[[], float],
     ) -> None:
         self.config = config
         self.key = key
-        self.clock = clock
-        self._state = state
-        self._memory: BreakerState | None = None
-        if state is None:
-            registry = process_breakers(clock)
-            self._memory = registry.get(key)
-            self._store: BreakerStore = registry
-        else:
-            self._store = state.breaker_store()
+        self.store = store
+        self._now = now
         self._last_seen = _CLOSED
 
     @property
-    def in_memory(self) -> bool:
-        """True when the state lives in this process (:meth:`enter_now` may be used)."""
-        return self._memory is not None
-
-    @property
     def state(self) -> CircuitState:
-        """The state as this process last saw it (exact for in-process state)."""
-        if self._memory is not None:
-            return self._memory.state
-        return self._last_seen
+        """The current state if the store knows it at once (in process), else the state this
+        process last saw."""
+        current = self.store.peek(self.key)
+        return self._last_seen if current is None else current
 
     def state_name(self) -> str:
         """:attr:`state` as a plain string (``"closed"``, ``"open"``, ``"half_open"``)."""
         return self.state.value
-
-    def _now(self) -> float:
-        if self._state is None:
-            return self.clock.monotonic()
-        return self._state.now(self.clock)
 
     def _refuse(self, permit: Permit) -> PolicyRejection:
         return PolicyRejection(
@@ -458,30 +455,6 @@ class CircuitBreakerPolicy:
             retry_after=permit.retry_after,
         )
 
-    def enter_now(self, invocation: Invocation) -> Permit:
-        """In-process state only: ask before a call (raises ``circuit_open`` when refused)."""
-        memory = self._memory
-        assert memory is not None, "enter_now needs in-process state: use the policy itself"
-        # Closed needs no clock reading: the common case stays cheap.
-        if memory.state is _CLOSED:
-            return _CLOSED_PERMIT
-        permit = memory.allow(self.config, self.clock.monotonic())
-        if not permit.allowed:
-            raise self._refuse(permit)
-        if permit.trial:
-            invocation.extras["circuit_trial"] = True
-        return permit
-
-    def exit_now(self, permit: Permit, outcome: Outcome) -> None:
-        """In-process state only: count a finished call."""
-        memory = self._memory
-        assert memory is not None
-        # Only an opening is time-stamped, so only a failure needs the clock.
-        now = self.clock.monotonic() if outcome is _FAILURE else 0.0
-        after = memory.record(self.config, now, outcome, permit.trial)
-        if after is not permit.state:
-            self._log_change(permit.state, after)
-
     def outcome_of(self, response: ExecuteResponse, invocation: Invocation) -> Outcome:
         """How a finished call's response is counted."""
         code = response.error_code
@@ -489,26 +462,11 @@ class CircuitBreakerPolicy:
 
     async def __call__(self, invocation: Invocation, call_next: Handler) -> ExecuteResponse:
         """Refuse while open; otherwise call through and record the outcome."""
-        if self._memory is not None:
-            permit = self.enter_now(invocation)
-            outcome = _IGNORED
-            try:
-                response = await call_next(invocation)
-                outcome = self.outcome_of(response, invocation)
-                return response
-            except ModuleSDKError as exc:
-                outcome = self.config.classify(exc.error_code.value, invocation.attempts)
-                raise
-            finally:
-                # Cancellation and unexpected errors stay IGNORED (but free a trial slot).
-                self.exit_now(permit, outcome)
         config = self.config
-        permit = await self._store.allow(self.key, config, self._now())
+        permit = await self.store.allow(self.key, config, self._now())
         self._last_seen = permit.state
         if not permit.allowed:
             raise self._refuse(permit)
-        if permit.trial:
-            invocation.extras["circuit_trial"] = True
         outcome = _IGNORED
         try:
             response = await call_next(invocation)
@@ -518,10 +476,11 @@ class CircuitBreakerPolicy:
             outcome = config.classify(exc.error_code.value, invocation.attempts)
             raise
         finally:
+            # Cancellation and unexpected errors stay IGNORED (but free a trial slot).
             if outcome is not _IGNORED or permit.trial:
                 before = self._last_seen
                 try:
-                    self._last_seen = await self._store.record(
+                    self._last_seen = await self.store.record(
                         self.key, config, self._now(), outcome, permit.trial
                     )
                 except Exception:

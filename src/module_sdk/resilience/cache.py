@@ -10,7 +10,7 @@ hits); the policy marks the invocation (``invocation.cache_hit``), and the adapt
 as ``diagnostics.cache_hit``.
 
 In-process entries live in a bounded LRU (cachetools' ``LRUCache``) with a per-entry expiry
-checked against the injected clock; Redis entries expire with their TTL (bound the whole cache
+checked against the policy's ``now()``; Redis entries expire with their TTL (bound the whole cache
 there with the server's ``maxmemory`` / ``allkeys-lru`` policy).
 """
 
@@ -20,7 +20,7 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -32,9 +32,7 @@ from module_sdk.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from module_sdk.aws_lambda.naming import FunctionTarget
-    from module_sdk.resilience.clock import Clock
     from module_sdk.resilience.pipeline import Handler, Invocation
-    from module_sdk.resilience.state import StateBackend
 
 __all__ = [
     "EXCLUDED_FIELDS",
@@ -153,43 +151,42 @@ class CacheStore(Protocol):
 
 
 class MemoryCacheStore:
-    """A bounded in-process LRU (cachetools ``LRUCache``); entries expire on the injected clock.
+    """A bounded in-process LRU (cachetools ``LRUCache``); each entry expires at the time
+    given when it was stored plus its TTL.
 
     An expired entry is dropped when it is next read, or pushed out by newer ones.
     """
 
-    def __init__(self, max_entries: int, clock: Clock) -> None:
+    def __init__(self, max_entries: int) -> None:
         self._entries: LRUCache[str, tuple[float, str]] = LRUCache(maxsize=max_entries)
-        self._clock = clock
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get_now(self, key: str) -> str | None:
+    async def get(self, key: str, now: float) -> str | None:
         """The stored JSON, or None (expired entries are never returned)."""
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if self._clock.monotonic() < entry[0]:
+        if now < entry[0]:
             return entry[1]
         self._entries.pop(key, None)
         return None
 
-    def set_now(self, key: str, value: str, ttl: float, now: float) -> None:
+    async def set(self, key: str, value: str, ttl: float, now: float) -> None:
         """Store ``value`` until ``now + ttl``."""
         self._entries[key] = (now + ttl, value)
 
-    async def get(self, key: str, now: float) -> str | None:
-        """See :meth:`get_now`."""
-        return self.get_now(key)
-
-    async def set(self, key: str, value: str, ttl: float, now: float) -> None:
-        """See :meth:`set_now`."""
-        self.set_now(key, value, ttl, now)
-
 
 class ResponseCachePolicy:
-    """The pipeline step: answer from the cache, or call through and store a success."""
+    """The pipeline step: answer from the cache, or call through and store a success.
+
+    Args:
+        config: the cached commands and their TTLs.
+        target / region: the function (part of every key).
+        store: where replies live (:class:`MemoryCacheStore` or a shared store).
+        now: the time given to the store (it must mean the same to every user of the store).
+    """
 
     def __init__(
         self,
@@ -197,88 +194,59 @@ class ResponseCachePolicy:
         *,
         target: FunctionTarget,
         region: str,
-        clock: Clock,
-        state: StateBackend | None = None,
+        store: CacheStore,
+        now: Callable[[], float],
     ) -> None:
         self.config = config
         self.target = target
         self.region = region
-        self.clock = clock
-        self._state = state
-        self._memory: MemoryCacheStore | None = None
-        if state is None:
-            self._memory = MemoryCacheStore(config.max_entries, clock)
-            self._store: CacheStore = self._memory
-        else:
-            self._store = state.cache_store()
-        self.ttls = dict(config.commands)
-        """Command -> TTL, as a plain dict (it is looked up on every call)."""
-        self.hits = 0
-        self.misses = 0
-
-    def _now(self) -> float:
-        if self._state is None:
-            return self.clock.monotonic()
-        return self._state.now(self.clock)
+        self.store = store
+        self._now = now
 
     def ttl_for(self, invocation: Invocation) -> float | None:
         """The TTL if this call's reply may be cached, else None."""
-        ttl = self.ttls.get(invocation.request.command)
-        if ttl is None or invocation.invocation_type != "RequestResponse":
+        if invocation.invocation_type != "RequestResponse":
             return None
-        return ttl
-
-    async def lookup(self, invocation: Invocation) -> tuple[ExecuteResponse | None, str]:
-        """``(hit or None, key)`` for a cacheable call."""
-        key = cache_key(self.target, self.region, invocation.payload)
-        memory = self._memory
-        stored = memory.get_now(key) if memory is not None else await self._get(key)
-        if stored is not None:
-            try:
-                response = decode_hit(stored)
-            except (ValueError, TypeError, AttributeError):
-                logger.warning("ignoring an unreadable cache entry for %r", invocation.command)
-            else:
-                self.hits += 1
-                invocation.cache_hit = True
-                return response, key
-        self.misses += 1
-        return None, key
-
-    async def store(
-        self, invocation: Invocation, key: str, ttl: float, response: ExecuteResponse
-    ) -> None:
-        """Keep a successful reply for ``ttl`` seconds."""
-        if not response.success:
-            return
-        try:
-            value = encode_response(response)
-        except (TypeError, ValueError):
-            logger.warning("reply to %r is not JSON-ready: not cached", invocation.command)
-            return
-        if self._memory is not None:
-            self._memory.set_now(key, value, ttl, self.clock.monotonic())
-            return
-        try:
-            await self._store.set(key, value, ttl, self._now())
-        except Exception:
-            logger.warning("storing a reply in the response cache failed")
+        return self.config.commands.get(invocation.request.command)
 
     async def __call__(self, invocation: Invocation, call_next: Handler) -> ExecuteResponse:
         """Serve a hit, or call ``call_next`` and keep a successful reply for its TTL."""
         ttl = self.ttl_for(invocation)
         if ttl is None:
             return await call_next(invocation)
-        hit, key = await self.lookup(invocation)
+        key = cache_key(self.target, self.region, invocation.payload)
+        hit = await self._lookup(key, invocation)
         if hit is not None:
+            invocation.cache_hit = True
             return hit
         response = await call_next(invocation)
-        await self.store(invocation, key, ttl, response)
+        if response.success:
+            await self._store(key, ttl, response, invocation)
         return response
 
-    async def _get(self, key: str) -> str | bytes | None:
+    async def _lookup(self, key: str, invocation: Invocation) -> ExecuteResponse | None:
         try:
-            return await self._store.get(key, self._now())
+            stored = await self.store.get(key, self._now())
         except Exception:
             logger.warning("reading the response cache failed; calling the function")
             return None
+        if stored is None:
+            return None
+        try:
+            return decode_hit(stored)
+        except (ValueError, TypeError, AttributeError):
+            logger.warning("ignoring an unreadable cache entry for %r", invocation.command)
+            return None
+
+    async def _store(
+        self, key: str, ttl: float, response: ExecuteResponse, invocation: Invocation
+    ) -> None:
+        try:
+            value = encode_response(response)
+        except (TypeError, ValueError):
+            logger.warning("reply to %r is not JSON-ready: not cached", invocation.command)
+            return
+        try:
+            await self.store.set(key, value, ttl, self._now())
+        except Exception:
+            logger.warning("storing a reply in the response cache failed")

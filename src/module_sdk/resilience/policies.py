@@ -12,101 +12,37 @@
 - The breaker sits outside the retry loop: it judges each request's final outcome (a request
   that succeeded on its second attempt is a success), and an open breaker stops the retries
   of new requests before they start.
+
+This builder is the only place that knows the state backend: each policy receives its store
+and a ``now()`` that means the same to every user of that store (the clock's monotonic time
+in process, the backend's shared time otherwise).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
-from module_sdk.errors import ConfigurationError, ModuleSDKError
+from module_sdk.errors import ConfigurationError
 from module_sdk.resilience.breaker import (
     CircuitBreakerConfig,
     CircuitBreakerPolicy,
-    Outcome,
     breaker_key,
+    process_breakers,
 )
-from module_sdk.resilience.cache import ResponseCacheConfig, ResponseCachePolicy
-from module_sdk.resilience.ratelimit import RateLimit, RateLimitPolicy
+from module_sdk.resilience.cache import MemoryCacheStore, ResponseCacheConfig, ResponseCachePolicy
+from module_sdk.resilience.ratelimit import MemoryBucketStore, RateLimit, RateLimitPolicy
 
 if TYPE_CHECKING:
-    from module_sdk._models import ExecuteResponse
     from module_sdk.aws_lambda.naming import FunctionTarget
     from module_sdk.resilience.clock import Clock
-    from module_sdk.resilience.pipeline import Handler, Invocation, Policy
+    from module_sdk.resilience.pipeline import Policy
     from module_sdk.resilience.state import StateBackend
 
-__all__ = ["BuiltinPolicies", "build_policies"]
-
-_IGNORED = Outcome.IGNORED
+__all__ = ["build_policies"]
 
 _STATE_METHODS = ("now", "breaker_store", "bucket_store", "cache_store")
-
-
-@dataclass(frozen=True, slots=True)
-class BuiltinPolicies:
-    """The adapter's built-in policies (None where not configured), run as ONE pipeline step.
-
-    Running them in one step rather than three (with an in-process breaker inlined) saves
-    coroutine layers on every call; the behaviour is exactly that of composing
-    :attr:`ordered`, each of which is also a policy on its own.
-    """
-
-    rate_limit: RateLimitPolicy | None = None
-    cache: ResponseCachePolicy | None = None
-    breaker: CircuitBreakerPolicy | None = None
-
-    @property
-    def ordered(self) -> tuple[Policy, ...]:
-        """The configured policies, outermost first."""
-        return tuple(p for p in (self.rate_limit, self.cache, self.breaker) if p is not None)
-
-    @property
-    def steps(self) -> tuple[Policy, ...]:
-        """What the adapter puts in its pipeline: this object, or nothing at all."""
-        return (self,) if self.ordered else ()
-
-    async def __call__(self, invocation: Invocation, call_next: Handler) -> ExecuteResponse:
-        """rate limit -> cache -> breaker -> ``call_next``."""
-        rate_limit = self.rate_limit
-        if rate_limit is not None:
-            wait = (
-                rate_limit.admit_now(invocation)
-                if rate_limit.in_memory
-                else await rate_limit.admit(invocation)
-            )
-            if wait > 0.0:
-                await rate_limit.pause(invocation, wait)
-        cache = self.cache
-        ttl = None
-        if cache is not None:
-            ttl = cache.ttls.get(invocation.request.command)
-            if invocation.invocation_type != "RequestResponse":
-                ttl = None
-        key = ""
-        if cache is not None and ttl is not None:
-            hit, key = await cache.lookup(invocation)
-            if hit is not None:
-                return hit
-        breaker = self.breaker
-        if breaker is None:
-            response = await call_next(invocation)
-        elif breaker.in_memory:  # the breaker inlined: one coroutine layer less
-            permit = breaker.enter_now(invocation)
-            outcome = _IGNORED
-            try:
-                response = await call_next(invocation)
-                outcome = breaker.outcome_of(response, invocation)
-            except ModuleSDKError as exc:
-                outcome = breaker.config.classify(exc.error_code.value, invocation.attempts)
-                raise
-            finally:
-                breaker.exit_now(permit, outcome)
-        else:
-            response = await breaker(invocation, call_next)
-        if cache is not None and ttl is not None:
-            await cache.store(invocation, key, ttl, response)
-        return response
 
 
 def build_policies(
@@ -121,8 +57,9 @@ def build_policies(
     module_name: str,
     invocation_type: str,
     clock: Clock,
-) -> BuiltinPolicies:
-    """Validate the adapter's policy arguments and build the policies."""
+) -> tuple[Policy, ...]:
+    """Validate the adapter's policy arguments; return the configured policies, outermost
+    first (rate limit, cache, breaker)."""
     if state is not None and not all(callable(getattr(state, m, None)) for m in _STATE_METHODS):
         raise ConfigurationError(
             f"state={state!r} is invalid: use RedisState(...) or None (in-process state)"
@@ -150,18 +87,37 @@ def build_policies(
                 f"cache=... needs invocation_type='RequestResponse' (not {invocation_type!r}): "
                 "only synchronous replies can be cached"
             )
-    return BuiltinPolicies(
-        rate_limit=None
-        if rate_limit is None
-        else RateLimitPolicy(
-            rate_limit, name=f"{module_name}:{target.display_name}", clock=clock, state=state
-        ),
-        cache=None
-        if cache is None
-        else ResponseCachePolicy(cache, target=target, region=region, clock=clock, state=state),
-        breaker=None
-        if circuit_breaker is None
-        else CircuitBreakerPolicy(
-            circuit_breaker, key=breaker_key(target, region, endpoint), clock=clock, state=state
-        ),
-    )
+    now: Callable[[], float] = clock.monotonic if state is None else partial(state.now, clock)
+    policies: list[Policy] = []
+    if rate_limit is not None:
+        policies.append(
+            RateLimitPolicy(
+                rate_limit,
+                name=f"{module_name}:{target.display_name}",
+                store=MemoryBucketStore(rate_limit.max_keys)
+                if state is None
+                else state.bucket_store(),
+                now=now,
+                clock=clock,
+            )
+        )
+    if cache is not None:
+        policies.append(
+            ResponseCachePolicy(
+                cache,
+                target=target,
+                region=region,
+                store=MemoryCacheStore(cache.max_entries) if state is None else state.cache_store(),
+                now=now,
+            )
+        )
+    if circuit_breaker is not None:
+        policies.append(
+            CircuitBreakerPolicy(
+                circuit_breaker,
+                key=breaker_key(target, region, endpoint),
+                store=process_breakers(clock) if state is None else state.breaker_store(),
+                now=now,
+            )
+        )
+    return tuple(policies)

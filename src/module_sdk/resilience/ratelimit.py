@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from module_sdk._models import ExecuteResponse
     from module_sdk.resilience.clock import Clock
     from module_sdk.resilience.pipeline import Handler, Invocation
-    from module_sdk.resilience.state import StateBackend
 
 __all__ = [
     "BucketSpec",
@@ -93,8 +92,9 @@ class RateLimit:
         max_wait: the longest wait in ``"wait"`` mode (None: only the deadline bounds it).
         per_user / per_community: extra buckets keyed by ``request.user_id`` /
             ``request.community_id``.
-        max_keys: how many user (and community) buckets are kept in memory; the least
-            recently used are forgotten first (Redis expires idle buckets instead).
+        max_keys: how many per-user and per-community buckets (together) are kept in
+            memory; the least recently used are forgotten first (Redis expires idle buckets
+            instead).
         name: the bucket name in shared state; adapters (in any process) with the same name
             share one budget. Defaults to ``<module_name>:<function>``.
     """
@@ -197,8 +197,8 @@ class MemoryBucketStore:
     """Bucket levels in this process: fixed buckets kept, keyed ones in a bounded LRU.
 
     A slot is ``[tokens, updated, capacity, rate]``. The LRU is a plain ``OrderedDict``
-    (``move_to_end`` / ``popitem`` are C calls): this runs on every call, where a pure-Python
-    mapping would cost more than the rest of the policy.
+    (``move_to_end`` / ``popitem`` are C calls). This is the store the adapter uses in
+    process, and the one the Lua-parity tests check against the Redis script.
     """
 
     def __init__(self, max_keys: int = 10_000) -> None:
@@ -229,11 +229,7 @@ class MemoryBucketStore:
         return slot
 
     async def acquire(self, buckets: Sequence[BucketSpec], now: float, max_wait: float) -> Grant:
-        """Take one token from every bucket, or from none (a plain function, no await)."""
-        return self.acquire_now(buckets, now, max_wait)
-
-    def acquire_now(self, buckets: Sequence[BucketSpec], now: float, max_wait: float) -> Grant:
-        """:meth:`acquire` without the coroutine."""
+        """Take one token from every bucket, or from none."""
         slots = [
             self.keyed_slot(key, limit, now) if keyed else self.fixed_slot(key, limit, now)
             for key, limit, keyed in buckets
@@ -260,58 +256,47 @@ def take_slots(slots: list[list[float]], now: float, max_wait: float) -> Grant:
 
 
 class RateLimitPolicy:
-    """The pipeline step: take tokens, then wait (bounded) or refuse with ``rate_limited``."""
+    """The pipeline step: take tokens, then wait (bounded) or refuse with ``rate_limited``.
+
+    Args:
+        config: the limits.
+        name: the bucket name (``config.name`` wins when set).
+        store: where the buckets live (:class:`MemoryBucketStore` or a shared store).
+        now: the time given to the store (it must mean the same to every user of the store).
+        clock: the adapter's clock, for the request's deadline and for waiting.
+    """
 
     def __init__(
         self,
         config: RateLimit,
         *,
         name: str,
+        store: BucketStore,
+        now: Callable[[], float],
         clock: Clock,
-        state: StateBackend | None = None,
     ) -> None:
         self.config = config
         self.name = config.name or name
+        self.store = store
+        self._now = now
         self.clock = clock
-        self._state = state
-        self._memory: MemoryBucketStore | None = None
-        if state is None:
-            self._memory = MemoryBucketStore(config.max_keys)
-            self._store: BucketStore = self._memory
-        else:
-            self._store = state.bucket_store()
         adapter_limit = config.adapter_limit
         # "{name}" is a Redis Cluster hash tag: one call's buckets share a slot.
-        self._prefix = "{" + self.name + "}"
-        self._user_prefix = self._prefix + ":user:"
-        self._community_prefix = self._prefix + ":community:"
-        self.in_memory = state is None
-        """True when the buckets live in this process (:meth:`admit_now` may be used)."""
-        self._reject = config.mode == "reject"
-        self._adapter_only = config.per_user is None and config.per_community is None
-        self._monotonic = clock.monotonic
-        self._per_user = config.per_user
-        self._per_community = config.per_community
-        self._adapter_bucket = (
-            None if adapter_limit is None else BucketSpec(self._prefix, adapter_limit)
-        )
-        self._users: OrderedDict[str, list[float]] = OrderedDict()
-        self._communities: OrderedDict[str, list[float]] = OrderedDict()
-        self._adapter_slot: list[float] | None = None
-        if self._memory is not None and adapter_limit is not None:
-            self._adapter_slot = self._memory.fixed_slot(
-                self._prefix, adapter_limit, clock.monotonic()
-            )
+        prefix = "{" + self.name + "}"
+        self._user_prefix = prefix + ":user:"
+        self._community_prefix = prefix + ":community:"
+        self._fixed = [] if adapter_limit is None else [BucketSpec(prefix, adapter_limit)]
 
     def buckets(self, invocation: Invocation) -> list[BucketSpec]:
         """The buckets this call draws from, adapter-wide first."""
-        specs = [] if self._adapter_bucket is None else [self._adapter_bucket]
+        specs = list(self._fixed)
         request = invocation.request
-        if self._per_user is not None:
-            specs.append(BucketSpec(self._user_prefix + request.user_id, self._per_user, True))
-        if self._per_community is not None:
+        per_user, per_community = self.config.per_user, self.config.per_community
+        if per_user is not None:
+            specs.append(BucketSpec(self._user_prefix + request.user_id, per_user, True))
+        if per_community is not None:
             specs.append(
-                BucketSpec(self._community_prefix + request.community_id, self._per_community, True)
+                BucketSpec(self._community_prefix + request.community_id, per_community, True)
             )
         return specs
 
@@ -340,104 +325,12 @@ class RateLimitPolicy:
             retry_after=grant.wait,
         )
 
-    def admit_now(self, invocation: Invocation) -> float:
-        """In-process buckets only: take the tokens; return the seconds to wait first.
-
-        Raises:
-            PolicyRejection: ``rate_limited`` when the wait would be too long.
-        """
-        memory = self._memory
-        assert memory is not None, "admit_now needs in-process buckets: use admit()"
-        now = self._monotonic()
-        # The common case inlined (this runs on every call): refill each bucket, and if every
-        # one has a token, take them. Anything else goes through take_slots below.
-        adapter = self._adapter_slot
-        ready = True
-        if adapter is not None:
-            if now > adapter[1]:
-                level = adapter[0] + (now - adapter[1]) * adapter[3]
-                adapter[0] = level if level < adapter[2] else adapter[2]
-                adapter[1] = now
-            ready = adapter[0] >= 1.0
-        if adapter is not None and self._adapter_only:
-            if ready:
-                adapter[0] -= 1.0
-                return 0.0
-            slots = [adapter]
-        else:
-            request = invocation.request
-            user = community = None
-            # The two lookups are written out (no helper call, no comprehension frame).
-            limit = self._per_user
-            if limit is not None:
-                key = request.user_id
-                table = self._users
-                user = table.get(key)
-                if user is None:
-                    user = table[key] = [limit.capacity, now, limit.capacity, limit.rate]
-                    if len(table) > memory.max_keys:
-                        table.popitem(last=False)
-                else:
-                    table.move_to_end(key)
-                    if now > user[1]:
-                        level = user[0] + (now - user[1]) * user[3]
-                        user[0] = level if level < user[2] else user[2]
-                        user[1] = now
-                    ready = ready and user[0] >= 1.0
-            limit = self._per_community
-            if limit is not None:
-                key = request.community_id
-                table = self._communities
-                community = table.get(key)
-                if community is None:
-                    community = table[key] = [limit.capacity, now, limit.capacity, limit.rate]
-                    if len(table) > memory.max_keys:
-                        table.popitem(last=False)
-                else:
-                    table.move_to_end(key)
-                    if now > community[1]:
-                        level = community[0] + (now - community[1]) * community[3]
-                        community[0] = level if level < community[2] else community[2]
-                        community[1] = now
-                    ready = ready and community[0] >= 1.0
-            if ready:
-                if adapter is not None:
-                    adapter[0] -= 1.0
-                if user is not None:
-                    user[0] -= 1.0
-                if community is not None:
-                    community[0] -= 1.0
-                return 0.0
-            slots = [s for s in (adapter, user, community) if s is not None]
-        max_wait = 0.0 if self._reject else self._max_wait(invocation)
-        grant = take_slots(slots, now, max_wait)
-        if not grant.granted:
-            raise self._refuse(grant, max_wait)
-        return grant.wait
-
-    async def admit(self, invocation: Invocation) -> float:
-        """Take the tokens (from any store); return the seconds to wait first."""
-        if self._memory is not None:
-            return self.admit_now(invocation)
-        assert self._state is not None
-        max_wait = self._max_wait(invocation)
-        grant = await self._store.acquire(
-            self.buckets(invocation), self._state.now(self.clock), max_wait
-        )
-        if not grant.granted:
-            raise self._refuse(grant, max_wait)
-        return grant.wait
-
-    async def pause(self, invocation: Invocation, wait: float) -> None:
-        """Sleep until the reserved token is due."""
-        invocation.extras["rate_limit_wait"] = wait
-        await self.clock.sleep(wait)
-
     async def __call__(self, invocation: Invocation, call_next: Handler) -> ExecuteResponse:
         """Take a token from each bucket (waiting if configured), then call ``call_next``."""
-        wait = (
-            self.admit_now(invocation) if self._memory is not None else await self.admit(invocation)
-        )
-        if wait > 0.0:
-            await self.pause(invocation, wait)
+        max_wait = self._max_wait(invocation)
+        grant = await self.store.acquire(self.buckets(invocation), self._now(), max_wait)
+        if not grant.granted:
+            raise self._refuse(grant, max_wait)
+        if grant.wait > 0.0:
+            await self.clock.sleep(grant.wait)
         return await call_next(invocation)

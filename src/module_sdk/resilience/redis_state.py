@@ -254,6 +254,11 @@ class RedisBreakerStore:
         raw = await self._state.client.hget(self._keys(key)[0], "s")
         return CircuitState.CLOSED if raw is None else CircuitState(_text(raw))
 
+    def peek(self, key: str) -> CircuitState | None:
+        """Redis state is only known after a round trip: None (the policy keeps the state it
+        last saw)."""
+        return None
+
     async def reset(self, key: str) -> None:
         """Forget one breaker: it starts closed again."""
         await self._state.client.delete(*self._keys(key))
