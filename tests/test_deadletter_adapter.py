@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from module_sdk import ExecuteRequest, ExecuteResponse, LambdaAdapter
+from module_sdk.adapters.replay import ReplayAdapters
 from module_sdk.cli import main
 from module_sdk.errors import ConfigurationError, ErrorCode, PolicyRejection
 from module_sdk.resilience.deadletter import (
     DeadLetterEntry,
-    ReplayAdapters,
     SQLiteDeadLetterSink,
     SQSDeadLetterSink,
     replay_entries,

@@ -17,10 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from module_sdk._models import Diagnostics, ExecuteRequest, ExecuteResponse
 from module_sdk.adapters.base_adapter import BaseAdapter
+from module_sdk.adapters.health import HealthWindow
 from module_sdk.aws_lambda.clients import DEFAULT_MAX_CONNECTIONS, ClientPool, ClientSettings
 from module_sdk.aws_lambda.invoker import AioBotocoreInvoker, InvokeCall, Invoker
 from module_sdk.aws_lambda.naming import FunctionTarget, resolve_function, validate_region
-from module_sdk.aws_lambda.payload import build_payload, encode_payload, validate_request
+from module_sdk.aws_lambda.payload import (
+    build_payload,
+    encode_payload,
+    request_from_payload,
+    validate_request,
+)
 from module_sdk.aws_lambda.response import decode_log_tail, parse_invocation, parse_reply
 from module_sdk.errors import (
     ConfigurationError,
@@ -29,14 +35,9 @@ from module_sdk.errors import (
     ModuleSDKError,
     RequestError,
 )
-from module_sdk.observability.health import HealthWindow
 from module_sdk.resilience.breaker import CircuitBreakerPolicy
 from module_sdk.resilience.clock import Clock, SystemClock
-from module_sdk.resilience.deadletter import (
-    DeadLetterRecorder,
-    DeadLetterSink,
-    request_from_payload,
-)
+from module_sdk.resilience.deadletter import DeadLetterRecorder, DeadLetterSink
 from module_sdk.resilience.pipeline import (
     Handler,
     Invocation,

@@ -1,4 +1,5 @@
-"""ExecuteRequest -> the seed's Lambda event, and its encoding with size limits (pure)."""
+"""ExecuteRequest -> the seed's Lambda event (and back), and its encoding with size limits
+(pure)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from module_sdk._models import ExecuteRequest
-from module_sdk.aws_lambda.args import join_args
+from module_sdk.aws_lambda.args import join_args, split_args
 from module_sdk.errors import PayloadTooLargeError, RequestError
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "encode_payload",
     "format_timestamp",
     "payload_limit",
+    "request_from_payload",
     "validate_request",
 ]
 
@@ -189,3 +191,46 @@ def encode_payload(payload: Mapping[str, Any], invocation_type: str) -> bytes:
             limit=limit,
         )
     return body
+
+
+def _stored_section(payload: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = payload.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else "" if value is None else str(value)
+
+
+def request_from_payload(payload: object) -> ExecuteRequest:
+    """The ExecuteRequest a built Lambda event stands for: the inverse of
+    :func:`build_payload` (for policies keyed on the request when a stored event is re-sent).
+
+    Only ``request_id`` is required; the event itself is what gets sent, unchanged.
+
+    Raises:
+        RequestError: ``payload`` is not a dict, or has no ``request_id``.
+    """
+    if not isinstance(payload, Mapping):
+        raise RequestError(f"payload must be a dict (a Lambda event), not {type(payload).__name__}")
+    request_id = payload.get("request_id")
+    if not isinstance(request_id, str) or not request_id:
+        raise RequestError(
+            "payload['request_id'] must be a non-empty string: it is the id functions use to "
+            "recognise a repeated event"
+        )
+    trigger = _stored_section(payload, "trigger")
+    user = _stored_section(payload, "user")
+    entity = _stored_section(payload, "entity")
+    community = _stored_section(payload, "community")
+    context_text = _text(trigger.get("context_text"))
+    return ExecuteRequest(
+        command=_text(trigger.get("command")) or "replay",
+        args=split_args(context_text) if context_text else [],
+        user_id=_text(user.get("id")),
+        entity_id=_text(entity.get("id")),
+        community_id=_text(community.get("id")),
+        session_id=request_id,
+        platform=_text(user.get("platform") or entity.get("platform")),
+        metadata={"is_event": trigger.get("type") == "event"},
+    )

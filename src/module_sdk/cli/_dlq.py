@@ -219,8 +219,9 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from module_sdk.adapters.replay import ReplayAdapters
     from module_sdk.cli import CommandError
-    from module_sdk.resilience.deadletter import ReplayAdapters, replay_entries
+    from module_sdk.resilience.deadletter import replay_entries
 
     if args.limit is not None and args.limit < 0:
         raise CommandError(f"--limit {args.limit} is invalid: use a number >= 0")

@@ -1,4 +1,4 @@
-"""Small pure helpers shared by the observers: bounded labels and per-attempt bookkeeping."""
+"""Small pure helpers shared by the observers: bounded labels."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from module_sdk.errors import ErrorCode
 
 if TYPE_CHECKING:
     from module_sdk._models import ExecuteResponse
-    from module_sdk.errors import InvocationError
     from module_sdk.resilience.pipeline import Invocation
 
 __all__ = [
@@ -17,9 +16,7 @@ __all__ = [
     "SUCCESS",
     "function_label",
     "invoked_name",
-    "note_retry",
     "outcome_of",
-    "unretried_error",
 ]
 
 SUCCESS = "success"
@@ -30,7 +27,6 @@ OTHER = "other"
 """The outcome label of an error code the SDK does not know (keeps label sets bounded)."""
 
 _KNOWN_CODES = frozenset(code.value for code in ErrorCode) | {CANCELLED}
-_RETRIED_KEY = "module_sdk.observability.retried_error"
 
 
 def outcome_of(response: ExecuteResponse) -> str:
@@ -52,22 +48,3 @@ def function_label(invocation: Invocation) -> str:
 def invoked_name(invocation: Invocation) -> str:
     """The bare function name (the last part of an ARN), as ``faas.invoked_name`` wants it."""
     return invocation.target.function_name.rsplit(":", 1)[-1]
-
-
-def note_retry(invocation: Invocation, error: InvocationError) -> None:
-    """Remember that ``error`` was retried (call from ``on_retry``)."""
-    invocation.extras[_RETRIED_KEY] = error
-
-
-def unretried_error(invocation: Invocation) -> InvocationError | None:
-    """The error of the final attempt when it was not retried, else None (for ``on_finish``).
-
-    Failed attempts that were retried are reported through ``on_retry``; this returns the one
-    that ended the call (retries exhausted, retry budget empty, deadline too close), so every
-    failed attempt is seen exactly once. An error already retried is never returned again,
-    even when a later attempt was cut short by the deadline.
-    """
-    error = invocation.last_error
-    if error is None or invocation.extras.get(_RETRIED_KEY) is error:
-        return None
-    return error

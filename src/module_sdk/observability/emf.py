@@ -39,9 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from module_sdk.errors import ConfigurationError, ErrorCode
 from module_sdk.observability._common import (
     function_label,
-    note_retry,
     outcome_of,
-    unretried_error,
 )
 from module_sdk.resilience.clock import Clock, SystemClock
 
@@ -208,8 +206,7 @@ class EmfObserver:
         """Nothing until the call ends."""
 
     def on_retry(self, invocation: Invocation, error: InvocationError, delay: float) -> None:
-        """Remember the retried error (so the final attempt is not counted twice)."""
-        note_retry(invocation, error)
+        """Nothing until the call ends (retries are read from the invocation)."""
 
     def record(
         self, invocation: Invocation, response: ExecuteResponse, duration: float
@@ -249,7 +246,7 @@ class EmfObserver:
         for retry in invocation.retries:
             if retry.error_code == _THROTTLED:
                 throttles += 1
-        final = unretried_error(invocation)
+        final = invocation.final_error
         if final is not None and final.error_code == _THROTTLED:
             throttles += 1
         errors = 0 if response.success or outcome in _NOT_AN_ERROR else 1

@@ -50,7 +50,6 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 from module_sdk.errors import ConfigurationError
 from module_sdk.observability._common import (
     function_label,
-    note_retry,
     outcome_of,
 )
 
@@ -398,7 +397,6 @@ class PrometheusMetrics:
 
     def on_retry(self, invocation: Invocation, error: InvocationError, delay: float) -> None:
         """Nothing to count yet: the retried attempt is counted when it starts."""
-        note_retry(invocation, error)
 
     def on_finish(self, invocation: Invocation, response: ExecuteResponse, duration: float) -> None:
         """Count the outcome, observe the duration, one fewer in flight."""

@@ -42,7 +42,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 
 from module_sdk.errors import ErrorCode
-from module_sdk.observability._common import invoked_name, note_retry, outcome_of
+from module_sdk.observability._common import invoked_name, outcome_of
 
 if TYPE_CHECKING:
     from module_sdk._models import ExecuteResponse
@@ -190,7 +190,6 @@ class TracingObserver:
 
     def on_retry(self, invocation: Invocation, error: InvocationError, delay: float) -> None:
         """Add a ``retry`` event: which attempt failed, why, and the delay before the next."""
-        note_retry(invocation, error)
         span = invocation.extras.get(_SPAN_KEY)
         if span is not None:
             span.add_event(

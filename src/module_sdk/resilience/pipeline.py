@@ -75,8 +75,22 @@ class Invocation:
     dead_letter: Literal["stored", "failed"] | None = None
     dead_letter_id: str | None = None
     last_error: InvocationError | None = None
+    """The error of the latest failed attempt."""
+    retried_error: InvocationError | None = None
+    """The latest error the retry loop retried (set before observers hear ``on_retry``)."""
     extras: dict[str, Any] = field(default_factory=dict)
     """Scratch space for policies and observers (span objects, cache keys...)."""
+
+    @property
+    def final_error(self) -> InvocationError | None:
+        """The error of the final attempt when it was not retried, else None.
+
+        Retried errors reach observers through ``on_retry``; this is the one that ended the
+        call (retries exhausted, retry budget empty, deadline too close), so every failed
+        attempt is seen exactly once.
+        """
+        error = self.last_error
+        return None if error is None or error is self.retried_error else error
 
     @property
     def session_id(self) -> str:

@@ -121,6 +121,7 @@ class RetryPolicy:
                 invocation.retries.append(
                     RetryRecord(invocation.attempts, error.reason, error.error_code.value, delay)
                 )
+                invocation.retried_error = error
                 for observer in self.observers:
                     try:
                         observer.on_retry(invocation, error, delay)

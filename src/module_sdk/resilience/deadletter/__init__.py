@@ -5,6 +5,7 @@
     execute_async -> pipeline -> final failure (retries exhausted, circuit_open, rate_limited,
                      deadline_exceeded, ...) -> DeadLetterRecorder -> DeadLetterSink.put()
     waddlebot-lambda dlq replay -> replay_entries -> LambdaAdapter.invoke_payload -> delete
+                                   (adapters from module_sdk.adapters.replay.ReplayAdapters)
 
 Sinks: :class:`SQLiteDeadLetterSink` (a local file, the default) and
 :class:`SQSDeadLetterSink` (an Amazon SQS queue); anything with the :class:`DeadLetterSink`
@@ -22,11 +23,9 @@ from module_sdk.resilience.deadletter._entry import (
 from module_sdk.resilience.deadletter._recorder import (
     DeadLetterRecorder,
     PayloadInvoker,
-    ReplayAdapters,
     ReplayResult,
     is_delivered,
     replay_entries,
-    request_from_payload,
 )
 from module_sdk.resilience.deadletter._sqlite import DEFAULT_SQLITE_PATH, SQLiteDeadLetterSink
 from module_sdk.resilience.deadletter._sqs import SQSDeadLetterSink
@@ -39,13 +38,11 @@ __all__ = [
     "DeadLetterRecorder",
     "DeadLetterSink",
     "PayloadInvoker",
-    "ReplayAdapters",
     "ReplayResult",
     "SQLiteDeadLetterSink",
     "SQSDeadLetterSink",
     "is_delivered",
     "new_entry_id",
     "replay_entries",
-    "request_from_payload",
     "scrub",
 ]

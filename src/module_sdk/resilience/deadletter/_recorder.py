@@ -1,4 +1,8 @@
-"""Writing failed requests to a sink (the adapter's side) and replaying them (the operator's)."""
+"""Writing failed requests to a sink (the adapter's side) and replaying them (the operator's).
+
+Replaying needs something that sends a stored event (:class:`PayloadInvoker`); the adapters
+that do it are built by :class:`module_sdk.adapters.replay.ReplayAdapters`.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from module_sdk._models import ExecuteRequest, ExecuteResponse
-from module_sdk.aws_lambda.args import split_args
+from module_sdk._models import ExecuteResponse
 from module_sdk.errors import ConfigurationError, ErrorCode, ModuleSDKError, RequestError
 from module_sdk.resilience.clock import Clock, SystemClock
 from module_sdk.resilience.deadletter._entry import (
@@ -23,17 +26,14 @@ from module_sdk.resilience.deadletter._entry import (
 from module_sdk.resilience.deadletter._sqlite import SQLiteDeadLetterSink
 
 if TYPE_CHECKING:
-    from module_sdk.adapters.lambda_adapter import LambdaAdapter
     from module_sdk.resilience.pipeline import Invocation
 
 __all__ = [
     "DeadLetterRecorder",
     "PayloadInvoker",
-    "ReplayAdapters",
     "ReplayResult",
     "is_delivered",
     "replay_entries",
-    "request_from_payload",
 ]
 
 logger = logging.getLogger(__name__)
@@ -180,45 +180,6 @@ class DeadLetterRecorder:
 # -- replay ---------------------------------------------------------------------------------
 
 
-def _section(payload: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = payload.get(key)
-    return value if isinstance(value, Mapping) else {}
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else "" if value is None else str(value)
-
-
-def request_from_payload(payload: object) -> ExecuteRequest:
-    """The ExecuteRequest a stored Lambda event stands for (for policies keyed on the request).
-
-    Only ``request_id`` is required; the event itself is what gets sent, unchanged.
-    """
-    if not isinstance(payload, Mapping):
-        raise RequestError(f"payload must be a dict (a Lambda event), not {type(payload).__name__}")
-    request_id = payload.get("request_id")
-    if not isinstance(request_id, str) or not request_id:
-        raise RequestError(
-            "payload['request_id'] must be a non-empty string: it is the id functions use to "
-            "recognise a repeated event"
-        )
-    trigger = _section(payload, "trigger")
-    user = _section(payload, "user")
-    entity = _section(payload, "entity")
-    community = _section(payload, "community")
-    context_text = _text(trigger.get("context_text"))
-    return ExecuteRequest(
-        command=_text(trigger.get("command")) or "replay",
-        args=split_args(context_text) if context_text else [],
-        user_id=_text(user.get("id")),
-        entity_id=_text(entity.get("id")),
-        community_id=_text(community.get("id")),
-        session_id=request_id,
-        platform=_text(user.get("platform") or entity.get("platform")),
-        metadata={"is_event": trigger.get("type") == "event"},
-    )
-
-
 class PayloadInvoker(Protocol):
     """Anything that can send a stored event (``LambdaAdapter.invoke_payload``)."""
 
@@ -303,48 +264,3 @@ async def replay_entries(
             )
         )
     return results
-
-
-class ReplayAdapters:
-    """Builds (once per target) the LambdaAdapter that replays an entry.
-
-    ``region`` overrides every entry's stored region; the other keyword arguments go to each
-    :class:`~module_sdk.adapters.lambda_adapter.LambdaAdapter` (``endpoint_url``,
-    ``max_retries``, credentials, ``clock``...). Close with ``await adapters.aclose()``.
-    """
-
-    def __init__(self, *, region: str | None = None, **adapter_kwargs: Any) -> None:
-        self.region = region
-        self.adapter_kwargs = adapter_kwargs
-        self._adapters: dict[tuple[str, str | None, str, str, str], LambdaAdapter] = {}
-
-    def __call__(self, entry: DeadLetterEntry) -> LambdaAdapter:
-        """The adapter for ``entry``'s function, qualifier, region and invocation type."""
-        from module_sdk.adapters.lambda_adapter import LambdaAdapter
-
-        region = self.region or entry.region
-        key = (
-            entry.function_name,
-            entry.qualifier,
-            region,
-            entry.invocation_type,
-            entry.module_name,
-        )
-        adapter = self._adapters.get(key)
-        if adapter is None:
-            adapter = LambdaAdapter(
-                entry.function_name,
-                region,
-                entry.module_name,
-                invocation_type=entry.invocation_type,
-                qualifier=entry.qualifier,
-                **self.adapter_kwargs,
-            )
-            self._adapters[key] = adapter
-        return adapter
-
-    async def aclose(self) -> None:
-        """Close every adapter built."""
-        adapters, self._adapters = list(self._adapters.values()), {}
-        for adapter in adapters:
-            await adapter.aclose()
