@@ -19,6 +19,7 @@ circuit_open); 503 while shutting down. Every error body is JSON:
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hmac
 import json
@@ -36,8 +37,14 @@ from module_sdk.adapters.base_adapter import BaseAdapter
 from module_sdk.aws_lambda.args import split_args
 from module_sdk.aws_lambda.payload import validate_request
 from module_sdk.errors import ConfigurationError, ErrorCode, RequestError
+from module_sdk.resilience.backoff import backoff_cap
 from module_sdk.server._resend import Answer, Hit, RedisResendStore, ResendGuard
-from module_sdk.server.config import ServerConfig, build_adapter, url_without_password
+from module_sdk.server.config import (
+    ServerConfig,
+    build_adapter,
+    deadline_margin,
+    url_without_password,
+)
 
 __all__ = ["SERVICE_KEY_HEADER", "ModuleServer"]
 
@@ -106,6 +113,45 @@ def _metrics_setting(metrics: Any) -> Any:
     return server_metrics()
 
 
+def worst_case(adapter: BaseAdapter) -> tuple[float, str] | None:
+    """An adapter's longest call without a deadline (attempts x read timeout + backoff caps)
+    and how it adds up; None when the adapter has no such settings."""
+    read = getattr(adapter, "read_timeout", None)
+    retries = getattr(adapter, "max_retries", None)
+    if not isinstance(read, int | float) or not isinstance(retries, int):
+        return None
+    initial = float(getattr(adapter, "initial_retry_delay", 0.0))
+    maximum = float(getattr(adapter, "max_retry_delay", 0.0))
+    backoff = sum(backoff_cap(i, initial, maximum) for i in range(retries))
+    total = (retries + 1) * read + backoff
+    return total, f"{retries + 1} attempt(s) x {read:g} s read timeout + {backoff:g} s backoff"
+
+
+def _warn_if_too_slow(module: _Module, router_timeout: float) -> None:
+    found = worst_case(module.adapter)
+    if found is None:
+        return
+    total, how = found
+    if total <= router_timeout:
+        return
+    deadline = getattr(module.adapter, "total_timeout", None)
+    if isinstance(deadline, int | float) and deadline < router_timeout:
+        cut = f"its deadline (total_timeout) of {deadline:g} s ends such calls with "
+        cut += "deadline_exceeded"
+    else:
+        cut = "nothing ends such calls before the router re-sends"
+    logger.warning(
+        "module %r may take up to %g s (%s), longer than the router's %g s timeout; %s: lower "
+        "read_timeout or max_retries, or match [server] router_timeout to the router's "
+        "ROUTER_REQUEST_TIMEOUT",
+        module.name,
+        total,
+        how,
+        router_timeout,
+        cut,
+    )
+
+
 def _redis_state(config: ServerConfig) -> Any:
     """The shared state of ``[redis]``, or None (no network call: redis-py connects lazily)."""
     if not config.redis_url:
@@ -160,12 +206,12 @@ class _Module:
 
     __slots__ = (
         "adapter",
+        "answer_by",
         "commands",
         "in_flight",
         "max_in_flight",
         "name",
         "rejected",
-        "wait_limit",
     )
 
     def __init__(
@@ -174,10 +220,10 @@ class _Module:
         adapter: BaseAdapter,
         commands: tuple[str, ...],
         max_in_flight: int,
-        wait_limit: float,
+        answer_by: float,
     ) -> None:
         self.name = name
-        self.wait_limit = wait_limit
+        self.answer_by = answer_by
         self.adapter = adapter
         self.commands = commands
         self.max_in_flight = max_in_flight
@@ -251,6 +297,8 @@ class ModuleServer:
         self.metrics = _metrics_setting(metrics)
         observers = () if self.metrics is None else (self.metrics,)
         self.redis = _redis_state(config)
+        # The server's own last word: between the modules' deadline and the router's timeout.
+        answer_by = config.router_timeout - deadline_margin(config.router_timeout) / 2
         shared: dict[str, Any] = {} if self.redis is None else {"state": self.redis}
         for spec in config.modules:
             adapter = given.pop(spec.name, None) or build_adapter(
@@ -258,9 +306,8 @@ class ModuleServer:
             )
             if self.metrics is not None:
                 self.metrics.watch(adapter)
-            module = _Module(
-                spec.name, adapter, spec.commands, spec.max_in_flight, config.router_timeout
-            )
+            module = _Module(spec.name, adapter, spec.commands, spec.max_in_flight, answer_by)
+            _warn_if_too_slow(module, config.router_timeout)
             self._modules[spec.name] = module
             for command in spec.commands:
                 self._by_command[command.casefold()] = module
@@ -544,7 +591,7 @@ class ModuleServer:
                 module.name,
                 execute_request.session_id,
                 lambda: self._run_module(module, execute_request),
-                wait_limit=module.wait_limit,
+                wait_limit=module.answer_by,
             )
         if hit is not None:
             self._count_resend(module.name, hit)
@@ -587,7 +634,21 @@ class ModuleServer:
         module.in_flight += 1
         called = time.perf_counter()
         try:
-            response = await module.adapter.execute_async(execute_request)
+            async with asyncio.timeout(module.answer_by):
+                response = await module.adapter.execute_async(execute_request)
+        except TimeoutError:
+            # The adapter's own deadline (total_timeout) should have answered first; this one
+            # catches adapters without one. The router caches this answer instead of re-sending.
+            logger.warning(
+                "module %r gave no answer within %.1f s (the router's timeout is near)",
+                module.name,
+                module.answer_by,
+            )
+            response = ExecuteResponse(
+                success=False,
+                error=f"module {module.name!r} did not answer within {module.answer_by:g} s",
+                error_code=ErrorCode.DEADLINE_EXCEEDED.value,
+            )
         except Exception as exc:  # adapters should never raise; a custom one might
             logger.exception("module %r raised instead of answering", module.name)
             response = ExecuteResponse(

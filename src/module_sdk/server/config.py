@@ -40,6 +40,8 @@ __all__ = [
     "ServerConfig",
     "ServerConfigError",
     "build_adapter",
+    "deadline_margin",
+    "default_deadline",
     "load_config",
     "parse_config",
     "url_without_password",
@@ -460,6 +462,17 @@ def _adapter_kwargs(
     return kwargs
 
 
+def deadline_margin(router_timeout: float) -> float:
+    """Seconds a module's answer keeps clear of the router's timeout: 10 %, from 0.2 s to 2 s."""
+    return min(2.0, max(0.2, router_timeout * 0.1))
+
+
+def default_deadline(router_timeout: float) -> float:
+    """A module's default ``total_timeout``: the router's per-attempt timeout minus the margin
+    (30 s -> 28 s), so the module answers before the router gives up and re-sends."""
+    return router_timeout - deadline_margin(router_timeout)
+
+
 def build_adapter(spec: ModuleSpec, **extra: Any) -> LambdaAdapter:
     """Build the LambdaAdapter of ``spec``; an invalid value raises ServerConfigError.
 
@@ -543,6 +556,7 @@ def parse_config(
         )
 
     default_in_flight = server.get("max_in_flight", 1000)
+    router_timeout = float(server.get("router_timeout", 30.0))
     specs: list[ModuleSpec] = []
     names: dict[str, str] = {}
     commands: dict[str, str] = {}
@@ -582,6 +596,7 @@ def parse_config(
         kwargs = _adapter_kwargs(
             name, entry.get("function", name), settings, {**aws_adapter, **adapter_table}
         )
+        kwargs.setdefault("total_timeout", default_deadline(router_timeout))
         spec = ModuleSpec(
             name=name,
             commands=module_commands,
@@ -606,7 +621,7 @@ def parse_config(
         redis_url=redis.get("url"),
         redis_prefix=redis.get("prefix", "waddlebot:"),
         redis_socket_timeout=float(redis.get("socket_timeout", 1.0)),
-        router_timeout=float(server.get("router_timeout", 30.0)),
+        router_timeout=router_timeout,
         resend_ttl=float(server.get("resend_ttl", 120.0)),
         resend_memory_bytes=server.get("resend_memory_bytes", 64 * 1024 * 1024),
         source=source,
