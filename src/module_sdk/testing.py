@@ -259,6 +259,8 @@ class ScriptedLambdaServer:
             "client_context": request.headers.get("X-Amz-Client-Context"),
             "authorization": request.headers.get("Authorization", ""),
             "body": body,
+            "path": request.raw_path,
+            "headers": dict(request.headers),
         }
         self.invocations.append(record)
         self._wake()

@@ -20,6 +20,7 @@ from module_sdk.adapters.base_adapter import BaseAdapter
 from module_sdk.adapters.health import HealthWindow
 from module_sdk.aws_lambda.clients import DEFAULT_MAX_CONNECTIONS, ClientPool, ClientSettings
 from module_sdk.aws_lambda.invoker import AioBotocoreInvoker, InvokeCall, Invoker
+from module_sdk.aws_lambda.lean_invoker import LeanInvoker
 from module_sdk.aws_lambda.naming import FunctionTarget, resolve_function, validate_region
 from module_sdk.aws_lambda.payload import (
     build_payload,
@@ -61,6 +62,8 @@ logger = logging.getLogger(__name__)
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 LOG_TYPES = ("None", "Tail")
 MAX_RETRIES_LIMIT = 100
+HTTP_CLIENTS = ("lean", "aiobotocore")
+DEFAULT_HTTP_CLIENT = "aiobotocore"
 
 # Health measures the path to the function. A business answer (``success: false``) is a
 # healthy call; a refusal made before any network call (the caller's bad request, a rate
@@ -82,6 +85,22 @@ def _positive(name: str, value: object, *, allow_zero: bool = False) -> float:
         return float(value)  # type: ignore[arg-type]
     bound = ">= 0" if allow_zero else "> 0"
     raise ConfigurationError(f"{name}={value!r} is invalid: use a finite number {bound}")
+
+
+def _http_client(value: object, *, client: object, pool: object) -> str:
+    """Validate ``http_client``; ``client`` / ``pool`` belong to the aiobotocore path."""
+    if value is None:
+        return "aiobotocore" if client is not None or pool is not None else DEFAULT_HTTP_CLIENT
+    if value not in HTTP_CLIENTS:
+        raise ConfigurationError(
+            f"http_client={value!r} is invalid: use one of " + ", ".join(map(repr, HTTP_CLIENTS))
+        )
+    if value == "lean" and (client is not None or pool is not None):
+        raise ConfigurationError(
+            "http_client='lean' cannot use an aiobotocore client= or pool=: "
+            "drop them, or pass http_client='aiobotocore'"
+        )
+    return str(value)
 
 
 def _optional_str(name: str, value: object) -> str | None:
@@ -137,6 +156,10 @@ class LambdaAdapter(BaseAdapter):
             SQLite file path (a sink the adapter owns and closes) or any ``DeadLetterSink``
             such as ``SQSDeadLetterSink``. Event calls are always dead-lettered then.
         dead_letter_sync: also dead-letter failed RequestResponse calls.
+        http_client: how Invoke requests are sent: ``"lean"`` (the SDK's own signed aiohttp
+            request, a fraction of the CPU; ``docs/lean-invoke.md``) or ``"aiobotocore"``
+            (aiobotocore's client). Default: ``"aiobotocore"``; ``client`` or ``pool``
+            imply ``"aiobotocore"``.
         client: an aiobotocore Lambda client you own (used as-is, never closed here).
         invoker: any object with ``invoke``/``aclose`` (replaces the AWS client entirely).
         clock / rng: time and randomness seams (tests pass a fake clock and a seeded RNG).
@@ -179,6 +202,7 @@ class LambdaAdapter(BaseAdapter):
         client: Any = None,
         invoker: Invoker | None = None,
         pool: ClientPool | None = None,
+        http_client: str | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -270,25 +294,26 @@ class LambdaAdapter(BaseAdapter):
         self.dead_letter: DeadLetterSink | None = (
             None if self._dead_letter is None else self._dead_letter.sink
         )
+        self.http_client = _http_client(http_client, client=client, pool=pool)
+        settings = ClientSettings(
+            region=self.invoke_region,
+            endpoint_url=endpoint_url,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            aws_session_token=session_token,
+            profile_name=self.profile_name,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            max_connections=max_connections,
+        )
         if invoker is not None:
             self._invoker: Invoker = invoker
         elif client is not None:
             self._invoker = AioBotocoreInvoker(client=client)
+        elif self.http_client == "lean":
+            self._invoker = LeanInvoker(settings)
         else:
-            self._invoker = AioBotocoreInvoker(
-                ClientSettings(
-                    region=self.invoke_region,
-                    endpoint_url=endpoint_url,
-                    aws_access_key_id=access_key,
-                    aws_secret_access_key=secret_key,
-                    aws_session_token=session_token,
-                    profile_name=self.profile_name,
-                    connect_timeout=self.connect_timeout,
-                    read_timeout=self.read_timeout,
-                    max_connections=max_connections,
-                ),
-                pool=pool,
-            )
+            self._invoker = AioBotocoreInvoker(settings, pool=pool)
         self._calls: set[asyncio.Future[None]] = set()  # in flight, for aclose()
         self.health_window = HealthWindow(self._clock)
         self._observers: tuple[InvocationObserver, ...] = (self.health_window, *observers)

@@ -40,6 +40,10 @@ class InvokeCall:
     log_type: str = "None"
     client_context: str | None = None
     """Base64 JSON for ``X-Amz-Client-Context`` (trace context), or None."""
+    tenant_id: str | None = None
+    """``X-Amz-Tenant-Id``: the tenant for functions with per-tenant isolation, or None."""
+    durable_execution_name: str | None = None
+    """``X-Amz-Durable-Execution-Name``: makes the start of a durable function idempotent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,8 @@ class InvocationResult:
     executed_version: str | None = None
     request_id: str | None = None
     truncated: bool = False
+    durable_execution_arn: str | None = None
+    """``X-Amz-Durable-Execution-Arn`` of a durable function's execution, if any."""
 
 
 class Invoker(Protocol):
@@ -151,6 +157,10 @@ class AioBotocoreInvoker:
             params["Qualifier"] = call.qualifier
         if call.client_context:
             params["ClientContext"] = call.client_context
+        if call.tenant_id:
+            params["TenantId"] = call.tenant_id
+        if call.durable_execution_name:
+            params["DurableExecutionName"] = call.durable_execution_name
         try:
             client = await self._client()
             response = await client.invoke(**params)
@@ -170,6 +180,7 @@ class AioBotocoreInvoker:
             executed_version=response.get("ExecutedVersion"),
             request_id=metadata.get("RequestId"),
             truncated=truncated,
+            durable_execution_arn=response.get("DurableExecutionArn"),
         )
 
     async def aclose(self) -> None:

@@ -1,0 +1,272 @@
+"""The lean invoker: one signed aiohttp POST per Invoke, with botocore's semantics.
+
+It sends what botocore sends for ``Invoke`` (path, ``Qualifier``, the ``X-Amz-*`` headers, the
+body, ``amz-sdk-invocation-id`` / ``amz-sdk-request``, ``Accept-Encoding: identity``), signed
+with the same SigV4 signature, and reads the reply as aiobotocore hands it over: status,
+``X-Amz-Function-Error``, ``X-Amz-Log-Result``, ``X-Amz-Executed-Version``, the request id and
+the body (read without blocking, capped at :data:`~.invoker.MAX_RESPONSE_BYTES`).
+
+Error replies (HTTP status 300 and up) are parsed by botocore's own rest-json parser with the
+Lambda model (error type header with its ``:`` suffix removed, ``message``/``Message``,
+modeled fields such as ``Type``, ``Reason`` and ``Retry-After``, bodies that are not JSON) and
+raised as the same ``ClientError``; aiohttp's exceptions become the same botocore exceptions
+aiobotocore raises. Everything then goes through the one classification,
+:func:`~module_sdk.aws_lambda.classify.classify_exception`, so both paths give the same error
+codes. ``tests/test_lean_parity.py`` runs one table of scenarios through both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import socket
+import time
+import uuid
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from botocore import exceptions as bce
+from botocore.httpsession import mask_proxy_url
+from yarl import URL
+
+from module_sdk.aws_lambda.classify import classify_exception
+from module_sdk.aws_lambda.clients import ClientSettings
+from module_sdk.aws_lambda.invoker import (
+    _STREAM_BODY_OVER,
+    MAX_RESPONSE_BYTES,
+    InvocationResult,
+    InvokeCall,
+)
+from module_sdk.aws_lambda.lean_client import USER_AGENT, LeanClient, LeanPool
+from module_sdk.errors import InvocationError
+
+__all__ = ["LeanInvoker", "invoke_request"]
+
+_HASH_IN_THREAD_OVER = 256 * 1024
+"""Bodies larger than this are hashed in a worker thread (about 1 ms per 400 KB)."""
+_SAFE = "-_.~"  # botocore's percent_encode: everything else in a label is escaped
+
+
+def invoke_request(call: InvokeCall) -> tuple[str, str, dict[str, str]]:
+    """The path (after any endpoint prefix), query and unsigned headers botocore builds for
+    ``call`` (the property test compares them with botocore's serializer)."""
+    path = f"/2015-03-31/functions/{quote(call.function_name, safe=_SAFE)}/invocations"
+    query = f"Qualifier={quote(call.qualifier, safe=_SAFE)}" if call.qualifier else ""
+    headers = {
+        "X-Amz-Invocation-Type": call.invocation_type,
+        "X-Amz-Log-Type": call.log_type,
+    }
+    if call.client_context:
+        headers["X-Amz-Client-Context"] = call.client_context
+    if call.durable_execution_name:
+        headers["X-Amz-Durable-Execution-Name"] = call.durable_execution_name
+    if call.tenant_id:
+        headers["X-Amz-Tenant-Id"] = call.tenant_id
+    return path, query, headers
+
+
+def _send_error(exc: BaseException, url: str, proxy: str | None = None) -> Any:
+    """aiohttp's exception while sending -> the botocore exception aiobotocore raises."""
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return bce.SSLError(endpoint_url=url, error=exc)
+    if isinstance(exc, aiohttp.ClientProxyConnectionError | aiohttp.ClientHttpProxyError):
+        return bce.ProxyConnectionError(proxy_url=mask_proxy_url(proxy), error=exc)
+    if isinstance(
+        exc,
+        aiohttp.ServerDisconnectedError
+        | aiohttp.ClientPayloadError
+        | aiohttp.http_exceptions.BadStatusLine,
+    ):
+        return bce.ConnectionClosedError(error=exc, request=None, endpoint_url=url)
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        if str(exc).lower().startswith("connect"):
+            return bce.ConnectTimeoutError(endpoint_url=url, error=exc)
+        return bce.ReadTimeoutError(endpoint_url=url, error=exc)
+    if isinstance(exc, aiohttp.ClientConnectionError | socket.gaierror):
+        return bce.EndpointConnectionError(endpoint_url=url, error=exc)
+    if isinstance(exc, asyncio.TimeoutError):
+        return bce.ReadTimeoutError(endpoint_url=url, error=exc)
+    if isinstance(exc, bce.BotoCoreError | InvocationError):
+        return exc
+    return bce.HTTPClientError(error=exc)
+
+
+def _stream_error(exc: BaseException, url: str) -> Any:
+    """An exception while reading a success body -> what aiobotocore's StreamingBody raises."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return bce.ReadTimeoutError(endpoint_url=url, error=exc)
+    if isinstance(exc, aiohttp.ClientConnectionError):
+        return bce.ResponseStreamingError(error=exc)
+    return _send_error(exc, url)
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+    """The body, at most MAX_RESPONSE_BYTES, and whether more was left unread."""
+    length = response.content_length
+    if length is not None and length <= MAX_RESPONSE_BYTES:
+        return await response.read(), False
+    chunks: list[bytes] = []
+    size = 0
+    stream = response.content
+    while size < MAX_RESPONSE_BYTES:
+        chunk = await stream.read(min(65536, MAX_RESPONSE_BYTES - size))
+        if not chunk:
+            return b"".join(chunks), False
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks), bool(await stream.read(1))
+
+
+def _client_error(client: LeanClient, status: int, headers: Any, body: bytes) -> bce.ClientError:
+    """Parse an error reply exactly as botocore does and build its ``ClientError``."""
+    from botocore.awsrequest import HeadersDict
+    from botocore.parsers import create_parser
+
+    model = client.endpoint.service_model
+    operation = model.operation_model("Invoke")
+    parser = create_parser(model.metadata["protocol"])
+    response = {
+        # aiobotocore lowercases header names (the last of repeated ones wins)
+        "headers": HeadersDict({k.lower(): v for k, v in headers.items()}),
+        "status_code": status,
+        "context": {"operation_name": "Invoke"},
+        "body": body,
+    }
+    parsed = parser.parse(response, operation.output_shape)
+    code = parsed.get("Error", {}).get("Code")
+    shape = model.shape_for_error_code(code) if code else None
+    if shape is not None:
+        parsed.update(parser.parse(response, shape))
+    return bce.ClientError(parsed, "Invoke")
+
+
+class LeanInvoker:
+    """Invokes with the SDK's own signed HTTP request through a shared :class:`LeanClient`.
+
+    The client for ``settings`` is acquired from ``pool`` on first use, per event loop, and
+    released by :meth:`aclose` (the last user closes it).
+    """
+
+    def __init__(self, settings: ClientSettings, *, pool: LeanPool | None = None) -> None:
+        from module_sdk.aws_lambda.lean_client import default_lean_pool
+
+        self._settings = settings
+        self._pool = pool or default_lean_pool
+        self._leases: dict[asyncio.AbstractEventLoop, LeanClient] = {}
+        self._acquiring: dict[asyncio.AbstractEventLoop, asyncio.Future[LeanClient]] = {}
+
+    @property
+    def settings(self) -> ClientSettings:
+        """The client settings."""
+        return self._settings
+
+    async def _client(self) -> LeanClient:
+        loop = asyncio.get_running_loop()
+        client = self._leases.get(loop)
+        if client is not None:
+            return client
+        pending = self._acquiring.get(loop)
+        if pending is None:
+            pending = loop.create_future()
+            self._acquiring[loop] = pending
+            try:
+                client = await self._pool.acquire(self._settings)
+            except BaseException as exc:
+                del self._acquiring[loop]
+                pending.set_exception(exc)
+                pending.exception()
+                raise
+            self._leases[loop] = client
+            del self._acquiring[loop]
+            pending.set_result(client)
+            return client
+        return await asyncio.shield(pending)
+
+    async def invoke(self, call: InvokeCall) -> InvocationResult:
+        """Invoke once (never retried here: the adapter's retry policy decides)."""
+        url = ""
+        try:
+            client = await self._client()
+            credentials = await client.credentials()
+            path, query, headers = invoke_request(call)
+            body = call.payload
+            if len(body) > _HASH_IN_THREAD_OVER:
+                digest = await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest())
+            else:
+                digest = hashlib.sha256(body).hexdigest()
+            headers["User-Agent"] = USER_AGENT
+            headers.update(
+                client.signer.sign(
+                    "POST",
+                    client.host,
+                    client.path_prefix + path,
+                    query,
+                    headers,
+                    digest,
+                    credentials,
+                    time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+                )
+            )
+            headers["amz-sdk-invocation-id"] = str(uuid.uuid4())
+            headers["amz-sdk-request"] = "attempt=1"
+            headers["Accept-Encoding"] = "identity"
+            url = client.endpoint.url + path + (f"?{query}" if query else "")
+            data: bytes | io.BytesIO = io.BytesIO(body) if len(body) > _STREAM_BODY_OVER else body
+            endpoint = client.endpoint
+            try:
+                response = await client.http.post(
+                    URL(url, encoded=True),
+                    headers=headers,
+                    data=data,
+                    proxy=endpoint.proxy,
+                    proxy_headers=endpoint.proxy_headers or None,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                raise _send_error(exc, url, endpoint.proxy) from exc
+            async with response:
+                status = response.status
+                reply_headers = response.headers
+                if status >= 300:
+                    try:
+                        raw = await response.read()
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:
+                        raise _send_error(exc, url) from exc
+                    raise _client_error(client, status, reply_headers, raw)
+                try:
+                    payload, truncated = await _read_capped(response)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    raise _stream_error(exc, url) from exc
+        except asyncio.CancelledError:
+            raise
+        except InvocationError:
+            raise
+        except Exception as exc:
+            raise classify_exception(exc) from exc
+        request_id = reply_headers.get("x-amzn-RequestId") or reply_headers.get("x-amz-request-id")
+        return InvocationResult(
+            status_code=status,
+            payload=payload,
+            function_error=reply_headers.get("X-Amz-Function-Error"),
+            log_result=reply_headers.get("X-Amz-Log-Result"),
+            executed_version=reply_headers.get("X-Amz-Executed-Version"),
+            request_id=request_id,
+            truncated=truncated,
+            durable_execution_arn=reply_headers.get("X-Amz-Durable-Execution-Arn"),
+        )
+
+    async def aclose(self) -> None:
+        """Release the pooled client on the running loop (the last user closes it)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if self._leases.pop(loop, None) is not None:
+            await self._pool.release(self._settings)
