@@ -24,6 +24,7 @@ Error replies are still parsed by botocore's own parser (see :mod:`.lean_invoker
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import logging
 import platform
 import ssl
@@ -35,7 +36,6 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiobotocore.session import AioSession
 
-from module_sdk import __version__
 from module_sdk.aws_lambda.clients import ClientSettings, _shared_loader
 from module_sdk.aws_lambda.redact import install_log_redaction
 from module_sdk.aws_lambda.sigv4 import SigV4Signer, canonical_host
@@ -44,8 +44,16 @@ __all__ = ["LeanClient", "LeanPool", "ResolvedEndpoint", "default_lean_pool", "r
 
 logger = logging.getLogger(__name__)
 
+
+def _sdk_version() -> str:
+    try:
+        return importlib.metadata.version("waddlebot-module-sdk")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "unknown"
+
+
 USER_AGENT = (
-    f"waddlebot-module-sdk/{__version__} lean-invoke aiohttp/{aiohttp.__version__} "
+    f"waddlebot-module-sdk/{_sdk_version()} lean-invoke aiohttp/{aiohttp.__version__} "
     f"lang/python#{platform.python_version()} os/{platform.system().lower()}"
 )
 """The ``User-Agent`` of every lean-path request: names this SDK and its HTTP stack."""
