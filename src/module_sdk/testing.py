@@ -17,7 +17,14 @@ from typing import Any
 
 from module_sdk.aws_lambda.invoker import InvocationResult, InvokeCall
 
-__all__ = ["FakeClock", "HandlerInvoker", "RedisServer", "Reply", "ScriptedLambdaServer"]
+__all__ = [
+    "FakeClock",
+    "HandlerInvoker",
+    "LambdaContext",
+    "RedisServer",
+    "Reply",
+    "ScriptedLambdaServer",
+]
 
 
 class FakeClock:
@@ -48,7 +55,9 @@ class FakeClock:
         await asyncio.sleep(0)
 
 
-class _Context:
+class LambdaContext:
+    """A stand-in for the Lambda context object (name, request id, ARN, remaining time)."""
+
     def __init__(self, name: str, request_id: str) -> None:
         self.function_name = name
         self.function_version = "$LATEST"
@@ -61,6 +70,7 @@ class _Context:
         self.identity = None
 
     def get_remaining_time_in_millis(self) -> int:
+        """Three seconds, Lambda's default timeout."""
         return 3000
 
 
@@ -79,7 +89,7 @@ class HandlerInvoker:
         """Run the handler on the decoded event."""
         event = json.loads(call.payload)
         self.calls.append(event)
-        context = _Context(call.function_name, f"local-{len(self.calls)}")
+        context = LambdaContext(call.function_name, f"local-{len(self.calls)}")
         status = {"Event": 202, "DryRun": 204}.get(call.invocation_type, 200)
         if call.invocation_type == "DryRun":
             return InvocationResult(status_code=status)
