@@ -184,7 +184,9 @@ def test_local_package_exports_exactly_its_all() -> None:
     """module_sdk.local's public names are exactly __all__."""
     import module_sdk.local as local
 
-    public = {name for name in dir(local) if not name.startswith("_")}
+    # name.isidentifier(): pytest rewrites the asserts of packages that ship a pytest plugin
+    # (this one does) and leaves @py_builtins and @pytest_ar in their namespaces.
+    public = {n for n in dir(local) if not n.startswith("_") and n.isidentifier()}
     assert public == set(local.__all__)
 
 
