@@ -18,7 +18,7 @@ from module_sdk.errors import ModuleSDKError
 __all__ = ["CommandError", "build_parser", "main"]
 
 # Subcommand modules, in the order `--help` lists them.
-_SUBCOMMANDS: tuple[str, ...] = ("serve", "dlq", "invoke", "local", "demo")
+_SUBCOMMANDS: tuple[str, ...] = ("serve", "dlq", "invoke", "local", "demo", "new")
 
 
 class CommandError(Exception):
