@@ -38,6 +38,12 @@ from module_sdk.aws_lambda.args import split_args
 from module_sdk.aws_lambda.payload import validate_request
 from module_sdk.errors import ConfigurationError, ErrorCode, RequestError
 from module_sdk.resilience.backoff import backoff_cap
+from module_sdk.server._protection import (
+    ConnectionGuard,
+    ConnectionLimits,
+    GuardedSite,
+    install_accept_log_limit,
+)
 from module_sdk.server._resend import Answer, Hit, RedisResendStore, ResendGuard
 from module_sdk.server.config import (
     ServerConfig,
@@ -197,6 +203,10 @@ class BadRequest(Exception):
     """The request body cannot be turned into an ExecuteRequest (answered with 400)."""
 
 
+class _BodyTimeout(Exception):
+    """The body did not arrive within ``body_timeout`` (answered with 408)."""
+
+
 def _refuse_constant(name: str) -> Any:
     raise BadRequest(f"the body is not valid JSON ({name} is not a JSON number)")
 
@@ -332,6 +342,8 @@ class ModuleServer:
         self._default_platform = config.default_platform
         self._draining = False
         self._runner: web.AppRunner | None = None
+        self.connection_guard = ConnectionGuard(ConnectionLimits.from_config(config))
+        self._restore_loop_handler: Callable[[], None] | None = None
         self.url = ""
         self.app = self._make_app()
 
@@ -371,17 +383,19 @@ class ModuleServer:
             shutdown_timeout=self.config.shutdown_grace,
         )
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
+        site = GuardedSite(
+            runner, self.connection_guard, self.host, self.port
+        )  # limits: _protection.py
         try:
             await site.start()
         except BaseException:
             await runner.cleanup()
             raise
         self._runner = runner
-        port = self.port
-        sockets = getattr(site._server, "sockets", None)
-        if sockets:
-            port = sockets[0].getsockname()[1]
+        self._restore_loop_handler = install_accept_log_limit(
+            asyncio.get_running_loop(), self.connection_guard.log
+        )
+        port = site.port
         shown = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         self.port = port
         self.url = f"http://{shown}:{port}"
@@ -408,6 +422,9 @@ class ModuleServer:
             self.config.shutdown_grace,
         )
         await runner.cleanup()  # stops the listener, waits for handlers, runs on_cleanup
+        if self._restore_loop_handler is not None:
+            self._restore_loop_handler()
+            self._restore_loop_handler = None
 
     async def _cancel_flights(self, _app: web.Application) -> None:
         # Runs after the grace period: the requests that waited for these runs are gone.
@@ -481,7 +498,11 @@ class ModuleServer:
         limit = self.config.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-        raw = await request.read()  # raises 413 past client_max_size (chunked bodies too)
+        try:  # a body dripped byte by byte must not hold a handler (or the shutdown)
+            async with asyncio.timeout(self.config.body_timeout):
+                raw = await request.read()  # 413 past client_max_size (chunked bodies too)
+        except TimeoutError:
+            raise _BodyTimeout from None
         try:
             body = json.loads(raw, parse_constant=_refuse_constant)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -559,6 +580,15 @@ class ModuleServer:
             execute_request = self._build_request(body)
         except BadRequest as exc:
             return _error(400, "invalid_request", f"{exc}")
+        except _BodyTimeout:
+            late = _error(
+                408,
+                "body_timeout",
+                f"the body did not arrive within {self.config.body_timeout:g} s "
+                "(the server's body_timeout)",
+            )
+            late.force_close()
+            return late
         except web.HTTPRequestEntityTooLarge:
             return _error(
                 413,

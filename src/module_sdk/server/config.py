@@ -191,6 +191,19 @@ SERVER_KEYS: Mapping[str, Key] = MappingProxyType(
         "resend_memory_bytes": Key(
             _int_range(1), "memory for answers kept for re-sends (default 64 MiB)"
         ),
+        "max_connections": Key(
+            _int_range(1), "open connections before a new one gets 503 (default 1000)"
+        ),
+        "header_timeout": Key(_positive, "seconds a request head may take to arrive (default 10)"),
+        "keepalive_timeout": Key(_positive, "seconds an idle connection stays open (default 15)"),
+        "body_timeout": Key(_positive, "seconds a request body may take to arrive (default 30)"),
+        "max_head_bytes": Key(
+            _int_range(1024), "largest request head (request line + headers; default 32768)"
+        ),
+        "max_headers": Key(_int_range(8), "most header lines in a request (default 32)"),
+        "max_field_size": Key(
+            _int_range(256), "longest header line or request line (default 8190)"
+        ),
     }
 )
 """Keys of the ``[server]`` table."""
@@ -382,6 +395,13 @@ class ServerConfig:
     resend_ttl: float = 120.0
     resend_memory_bytes: int = 64 * 1024 * 1024
     source: str = "<config>"
+    max_connections: int = 1000
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 15.0
+    body_timeout: float = 30.0
+    max_head_bytes: int = 32 * 1024
+    max_headers: int = 32
+    max_field_size: int = 8190
 
 
 # -- loading ----------------------------------------------------------------------------------
@@ -625,6 +645,13 @@ def parse_config(
         resend_ttl=float(server.get("resend_ttl", 120.0)),
         resend_memory_bytes=server.get("resend_memory_bytes", 64 * 1024 * 1024),
         source=source,
+        max_connections=server.get("max_connections", 1000),
+        header_timeout=float(server.get("header_timeout", 10.0)),
+        keepalive_timeout=float(server.get("keepalive_timeout", 15.0)),
+        body_timeout=float(server.get("body_timeout", 30.0)),
+        max_head_bytes=server.get("max_head_bytes", 32 * 1024),
+        max_headers=server.get("max_headers", 32),
+        max_field_size=server.get("max_field_size", 8190),
     )
 
 

@@ -7,6 +7,7 @@ import logging
 import signal
 from collections.abc import Callable
 
+from module_sdk.server._protection import raise_open_files_limit
 from module_sdk.server.app import ModuleServer
 from module_sdk.server.config import ServerConfig
 
@@ -54,7 +55,11 @@ def run_server(
     insecure_no_auth: bool = False,
     on_ready: Callable[[str], None] | None = None,
 ) -> int:
-    """Build the server, serve until SIGTERM/SIGINT, shut down gracefully; returns 0."""
+    """Build the server, serve until SIGTERM/SIGINT, shut down gracefully; returns 0.
+
+    The process's soft open-files limit is raised to its hard limit first.
+    """
     server = ModuleServer(config, host=host, port=port, insecure_no_auth=insecure_no_auth)
+    raise_open_files_limit()  # a connection flood must meet max_connections first
     asyncio.run(serve_until_stopped(server, on_ready=on_ready))
     return 0
