@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 
 from module_sdk.server import ModuleServer, parse_config
-from module_sdk.server._protection import raise_open_files_limit
 from module_sdk.testing import ScriptedLambdaServer
 
 KEY = "hostile-network-test-key-0123456789abcdef"
@@ -139,7 +138,7 @@ async def test_a_dripped_body_gets_408_after_body_timeout(
 
 async def test_shutdown_is_not_held_by_a_dripped_body(scripted: ScriptedLambdaServer) -> None:
     server = await started(scripted, body_timeout=0.2, shutdown_grace=30)
-    reader, writer = await connect(server)
+    _reader, writer = await connect(server)
     writer.write(execute_head(100) + b"{")
     await asyncio.sleep(0.05)
     began = time.monotonic()
@@ -231,7 +230,7 @@ async def test_connections_past_max_connections_get_503(hostile: Any) -> None:
     assert b"max_connections" in answer
     assert server.connection_guard.refused == 1
     writer.close()
-    held_reader, held_writer = held.pop()
+    _held_reader, held_writer = held.pop()
     held_writer.close()
     async with asyncio.timeout(5):  # the freed slot serves a real request
         while server.connection_guard.open > 2:
@@ -248,7 +247,7 @@ async def test_connections_past_max_connections_get_503(hostile: Any) -> None:
 
 
 def test_raise_open_files_limit_lifts_the_soft_limit_to_the_hard_one() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard <= 64:
         pytest.skip("the hard open-files limit is too low to lower the soft one below it")
     code = (
@@ -272,7 +271,6 @@ def test_raise_open_files_limit_lifts_the_soft_limit_to_the_hard_one() -> None:
     assert before == 64
     assert after == now_soft and now_soft > 64
     assert now_hard == hard
-    assert raise_open_files_limit  # the function the CLI calls at start (run_server)
 
 
 def spawn(endpoint: str, **options: Any) -> tuple[subprocess.Popen[str], int]:
