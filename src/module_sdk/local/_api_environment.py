@@ -16,7 +16,6 @@ import secrets
 import shutil
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from module_sdk.local._environments import (
 )
 from module_sdk.local._process import kill_group, spawn
 from module_sdk.local._rapi import Invocation, Reply, RuntimeApi
+from module_sdk.local._streaming import ResponseSink
 
 __all__ = ["NODE_BOOTSTRAP", "ApiEnvironment"]
 
@@ -235,7 +235,7 @@ class ApiEnvironment:
         body: bytes,
         *,
         tenant_id: str | None = None,
-        on_chunk: Callable[[bytes], None] | None = None,
+        sink: ResponseSink | None = None,
     ) -> RunResult:
         """Run one invocation with the function's timeout.
 
@@ -255,7 +255,7 @@ class ApiEnvironment:
             headers["Lambda-Runtime-Client-Context"] = json.dumps(client_context)
         if tenant_id is not None:
             headers["Lambda-Runtime-Aws-Tenant-Id"] = tenant_id
-        invocation = Invocation(request_id, body, headers, on_chunk=on_chunk)
+        invocation = Invocation(request_id, body, headers, sink=sink)
         self.api.submit(invocation)
         watched: set[asyncio.Future[Any]] = {invocation.done, self.exited}
         try:

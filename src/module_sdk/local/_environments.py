@@ -12,13 +12,13 @@ import signal
 import struct
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from module_sdk.local._config import FunctionSpec
 from module_sdk.local._process import kill_group, spawn
+from module_sdk.local._streaming import ResponseSink
 
 __all__ = [
     "Crashed",
@@ -96,7 +96,7 @@ class ExecutionEnvironment(Protocol):
         body: bytes,
         *,
         tenant_id: str | None = None,
-        on_chunk: Callable[[bytes], None] | None = None,
+        sink: ResponseSink | None = None,
     ) -> RunResult: ...
 
     def kill(self) -> None: ...
@@ -234,7 +234,7 @@ class Environment:
         body: bytes,
         *,
         tenant_id: str | None = None,
-        on_chunk: Callable[[bytes], None] | None = None,
+        sink: ResponseSink | None = None,
     ) -> RunResult:
         """Run one invocation with the function's timeout.
 

@@ -18,11 +18,12 @@ import json
 import logging
 import re
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import h11
+
+from module_sdk.local._streaming import ResponseSink
 
 __all__ = ["RESPONSE_LIMIT", "Invocation", "Reply", "RuntimeApi"]
 
@@ -59,12 +60,8 @@ class Invocation:
     done: asyncio.Future[Reply] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
-    on_chunk: Callable[[bytes], None] | None = None
+    sink: ResponseSink | None = None
     """Set by a caller that wants a streamed response's chunks as they arrive."""
-    streaming: asyncio.Future[None] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-    """Resolved when the runtime starts a streamed response (before ``done``)."""
 
     def finish(self, reply: Reply) -> None:
         if not self.done.done():
@@ -244,7 +241,8 @@ class RuntimeApi:
                 kind == "response"
                 and headers.get("lambda-runtime-function-response-mode", "").lower() == "streaming"
             ):
-                status, body = await self._streamed(conn, reader, invocation)
+                content_type = headers.get("content-type", "application/octet-stream")
+                status, body = await self._streamed(conn, reader, invocation, content_type)
             elif kind == "response":
                 status, body = await self._response(conn, reader, invocation)
             else:
@@ -321,11 +319,16 @@ class RuntimeApi:
         return _ACCEPTED
 
     async def _streamed(
-        self, conn: h11.Connection, reader: asyncio.StreamReader, invocation: Invocation
+        self,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        invocation: Invocation,
+        content_type: str,
     ) -> tuple[int, bytes]:
         """A streamed ``/response``: chunks go to the caller as they arrive."""
-        if not invocation.streaming.done():
-            invocation.streaming.set_result(None)
+        sink = invocation.sink
+        if sink is not None:
+            sink.start(content_type)
         parts: list[bytes] = []
         size = 0
         while True:
@@ -335,8 +338,8 @@ class RuntimeApi:
                 size += len(chunk)
                 if size > STREAM_LIMIT:
                     continue
-                if invocation.on_chunk is not None:
-                    invocation.on_chunk(chunk)
+                if sink is not None:
+                    await sink.put(chunk)
                 else:
                     parts.append(chunk)
             elif isinstance(event, h11.EndOfMessage):
@@ -346,6 +349,8 @@ class RuntimeApi:
                 break
             else:
                 raise ConnectionError("request ended early")
+        if sink is not None:
+            await sink.close()
         error_type = trailers.get("lambda-runtime-function-error-type")
         if size > STREAM_LIMIT:
             invocation.finish(

@@ -30,6 +30,7 @@ from module_sdk.local._environments import (
     base_environment,
 )
 from module_sdk.local._faults import FaultDecision, FaultPlan, Faults
+from module_sdk.local._streaming import ResponseSink, invoke_complete, payload_chunk
 
 __all__ = ["InvocationRecord", "LocalLambdaRuntime", "RuntimeStats"]
 
@@ -43,8 +44,10 @@ LOG_TAIL_BYTES = 4096
 DEFAULT_CONCURRENCY_LIMIT = 1000
 """Lambda's default account concurrency quota."""
 INVOKE_PATH = "/2015-03-31/functions/{name}/invocations"
+STREAM_PATH = "/2021-11-15/functions/{name}/response-streaming-invocations"
 
 _INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+_STREAM_INVOCATION_TYPES = ("RequestResponse", "DryRun")
 _FUNCTION_RE = re.compile(
     r"^(?:arn:aws[a-zA-Z-]*:lambda:)?"
     r"(?:(?P<region>[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d):)?"
@@ -164,6 +167,7 @@ class _Call:
     event_request_id: str | None
     client_context: Any
     request_id: str
+    streaming: bool = False
 
 
 class LocalLambdaRuntime:
@@ -326,6 +330,7 @@ class LocalLambdaRuntime:
         """Start listening; return the URL."""
         app = web.Application(client_max_size=SYNC_PAYLOAD_LIMIT + 1024 * 1024)
         app.router.add_post(INVOKE_PATH, self._handle)
+        app.router.add_post(STREAM_PATH, self._handle)
         self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=1.0
         )
@@ -505,6 +510,8 @@ class LocalLambdaRuntime:
             except _AwsError as error:
                 return self._error_response(error, request_id)
             try:
+                if call.streaming:
+                    return await self._run_stream(request, call, decision)
                 response = await self._run_sync(call)
             finally:
                 self._leave(call.function)
@@ -513,13 +520,15 @@ class LocalLambdaRuntime:
     async def _parse(self, request: web.Request, request_id: str) -> _Call:
         pool, name, qualifier, arn = self._resolve(request)
         invocation_type = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
-        if invocation_type not in _INVOCATION_TYPES:
+        streaming = request.path.endswith("/response-streaming-invocations")
+        allowed = _STREAM_INVOCATION_TYPES if streaming else _INVOCATION_TYPES
+        if invocation_type not in allowed:
             raise _AwsError(
                 400,
                 "InvalidParameterValueException",
                 f"1 validation error detected: Value '{invocation_type}' at 'invocationType' "
                 "failed to satisfy constraint: Member must satisfy enum value set: "
-                "[Event, RequestResponse, DryRun]",
+                f"[{', '.join(allowed)}]",
                 "invalid_request",
             )
         log_type = request.headers.get("X-Amz-Log-Type", "None")
@@ -599,6 +608,7 @@ class LocalLambdaRuntime:
             event_request_id=event_request_id,
             client_context=client_context,
             request_id=request_id,
+            streaming=streaming,
         )
 
     def _count_fault(self, function: str, kind: str) -> None:
@@ -729,7 +739,76 @@ class LocalLambdaRuntime:
         self.stats.outcomes[outcome] += 1
         return web.Response(status=200, body=body, headers=headers)
 
-    async def _execute(self, call: _Call) -> tuple[RunResult, str, str]:
+    async def _run_stream(
+        self, request: web.Request, call: _Call, decision: FaultDecision
+    ) -> web.StreamResponse:
+        """InvokeWithResponseStream: ``PayloadChunk`` events as the function streams, then
+        ``InvokeComplete`` (a function that does not stream sends its reply as one chunk)."""
+        sink = ResponseSink()
+        task = asyncio.create_task(self._execute(call, sink))
+        started = sink.content_type
+        first: set[asyncio.Future[Any]] = {task, started}
+        try:
+            await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            sink.abandon()
+            task.cancel()
+            raise
+        content_type = started.result() if started.done() else "application/json"
+        response = web.StreamResponse(
+            status=200,
+            headers={
+                "x-amzn-RequestId": call.request_id,
+                "X-Amz-Executed-Version": "$LATEST",
+                "Content-Type": content_type,
+            },
+        )
+        try:
+            await response.prepare(request)
+            if started.done():
+                while True:
+                    getter = asyncio.ensure_future(sink.get())
+                    either: set[asyncio.Future[Any]] = {getter, task}
+                    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                    if not getter.done():
+                        getter.cancel()  # the run ended without closing its stream (a crash)
+                        for rest in sink.take_nowait():
+                            await response.write(payload_chunk(rest))
+                        break
+                    chunk = getter.result()
+                    if chunk is None:
+                        break
+                    await response.write(payload_chunk(chunk))
+            result, log, outcome = await task
+            if not result.error and not result.streamed and result.body:
+                await response.write(payload_chunk(result.body))
+            error_code = error_details = None
+            if result.error:
+                error_code, error_details = _error_fields(result.body)
+            tail = None
+            if call.log_tail:
+                tail = base64.b64encode(
+                    log.encode("utf-8", errors="replace")[-LOG_TAIL_BYTES:]
+                ).decode("ascii")
+            if decision.slow:
+                self._count_fault(call.name, "slow")
+                await asyncio.sleep(decision.slow)
+            if decision.drop_after_run:
+                self._count_fault(call.name, "drop")
+                return self._drop(request)
+            await response.write(invoke_complete(error_code, error_details, tail))
+            await response.write_eof()
+        except ConnectionError:
+            # The caller went away mid-stream: the run goes on (and is recorded) without it.
+            sink.abandon()
+            result, log, outcome = await task
+        self.stats.outcomes[outcome] += 1
+        self.stats.statuses[200] += 1
+        return response
+
+    async def _execute(
+        self, call: _Call, sink: ResponseSink | None = None
+    ) -> tuple[RunResult, str, str]:
         """Run the handler; return the result, the full log, and the outcome."""
         pool = call.function
         spec = pool.spec
@@ -756,7 +835,12 @@ class LocalLambdaRuntime:
             run_started = time.monotonic()
             try:
                 result = await environment.run(
-                    call.request_id, call.arn, deadline_ms, call.client_context, call.body
+                    call.request_id,
+                    call.arn,
+                    deadline_ms,
+                    call.client_context,
+                    call.body,
+                    sink=sink,
                 )
                 outcome = "function_error" if result.error else "success"
                 if not result.error and len(result.body) > RESPONSE_LIMIT:
@@ -837,3 +921,14 @@ class LocalLambdaRuntime:
             "errorType": "Function.ResponseSizeTooLarge",
         }
         return RunResult(json.dumps(error).encode(), True, result.log, result.memory_mb)
+
+
+def _error_fields(body: bytes) -> tuple[str, str]:
+    """``ErrorCode`` and ``ErrorDetails`` of a stream's InvokeComplete, from the error object."""
+    try:
+        error = json.loads(body)
+    except (ValueError, RecursionError):
+        error = None
+    if not isinstance(error, dict):
+        return "Unhandled", body.decode("utf-8", errors="replace")
+    return str(error.get("errorType") or "Unhandled"), str(error.get("errorMessage", ""))
