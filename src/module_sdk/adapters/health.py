@@ -1,9 +1,12 @@
-"""Always-on health beyond the seed's seven keys: latency percentiles, last error, throttles.
+"""The adapter's health tracker: the seed's seven keys, latency percentiles, last error,
+throttles.
 
 :class:`HealthWindow` is an :class:`~module_sdk.resilience.pipeline.InvocationObserver` that
-every :class:`~module_sdk.adapters.LambdaAdapter` carries. It costs one ``deque.append`` and a
-few attribute writes per call; percentiles are computed only when someone asks
-(``adapter.get_health_status()``).
+every :class:`~module_sdk.adapters.LambdaAdapter` carries. It decides how each finished call
+counts from the call itself and the outcome table (:mod:`module_sdk.outcomes`), and records
+it in the adapter's :class:`~module_sdk.adapters.base_adapter.HealthStatus` (``adapter.health``).
+It costs one ``deque.append`` and a few attribute writes per call; percentiles are computed
+only when someone asks (``adapter.get_health_status()``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from module_sdk._health import HealthStatus
 from module_sdk.errors import ConfigurationError, ErrorCode
+from module_sdk.outcomes import counts_for_health, is_error
 
 if TYPE_CHECKING:
     from module_sdk._models import ExecuteResponse
@@ -30,7 +35,6 @@ DEFAULT_MAX_AGE = 300.0
 """Seconds after which a call no longer counts towards the percentiles."""
 
 _THROTTLED = ErrorCode.THROTTLED.value
-_NOT_AN_ERROR = frozenset({ErrorCode.MODULE_ERROR.value})
 
 
 def percentile(ordered: list[float], p: float) -> float | None:
@@ -50,10 +54,14 @@ class HealthWindow:
         max_age: calls older than this many seconds are left out of the percentiles.
         circuit_state: a callable returning the breaker's state name (``"closed"``,
             ``"open"``, ``"half_open"``...), or None when there is no breaker.
+        status: the seed's health counters to record each call in (the adapter passes its
+            ``health``); None records nothing there.
 
     Latency is the duration a caller saw for each call that entered the pipeline (including
     retries and backoff sleeps, and refusals by a policy such as an open breaker). A business
-    answer (``module_error``) is not an error here, as in the seed's health.
+    answer (``module_error``) is not an error here, as in the seed's health. ``status`` counts
+    only calls that say something about the path to the function: not cache hits, not
+    refusals made before any call, not cancelled calls.
     """
 
     def __init__(
@@ -63,6 +71,7 @@ class HealthWindow:
         window: int = DEFAULT_WINDOW,
         max_age: float = DEFAULT_MAX_AGE,
         circuit_state: Callable[[], str] | None = None,
+        status: HealthStatus | None = None,
     ) -> None:
         if not isinstance(window, int) or isinstance(window, bool) or window < 1:
             raise ConfigurationError(f"window={window!r} is invalid: use an integer >= 1")
@@ -71,6 +80,7 @@ class HealthWindow:
         self._clock = clock
         self.max_age = float(max_age)
         self.circuit_state = circuit_state
+        self.status = status
         self._samples: deque[tuple[float, float]] = deque(maxlen=window)
         self.in_flight = 0
         self.throttle_count = 0
@@ -95,16 +105,25 @@ class HealthWindow:
             self.throttle_count += 1
 
     def on_finish(self, invocation: Invocation, response: ExecuteResponse, duration: float) -> None:
-        """Record the latency and, for a failure, the error."""
+        """Record the latency, the outcome and, for a failure, the error."""
         self.in_flight = max(0, self.in_flight - 1)
         self._samples.append((self._clock.monotonic(), duration))
         final = invocation.final_error
         if final is not None and final.error_code == ErrorCode.THROTTLED:
             self.throttle_count += 1
-        if not response.success and response.error_code not in _NOT_AN_ERROR:
+        code = response.error_code
+        failed = not response.success and (code is None or is_error(code))
+        if failed:
             self.last_error = response.error
-            self.last_error_code = response.error_code
+            self.last_error_code = code
             self.last_error_at = self._clock.utcnow()
+        status = self.status
+        if status is None or invocation.cache_hit or not counts_for_health(code):
+            return  # a cached reply or a refusal says nothing about the path to the function
+        if failed:
+            status.record_failure(self._clock.utcnow())
+        else:
+            status.record_success(self._clock.utcnow())
 
     # -- reading ------------------------------------------------------------------------------
 

@@ -65,19 +65,6 @@ MAX_RETRIES_LIMIT = 100
 HTTP_CLIENTS = ("lean", "aiobotocore")
 DEFAULT_HTTP_CLIENT = "aiobotocore"
 
-# Health measures the path to the function. A business answer (``success: false``) is a
-# healthy call; a refusal made before any network call (the caller's bad request, a rate
-# limit, an open breaker) is not counted at all.
-_HEALTHY_FAILURES = frozenset({ErrorCode.MODULE_ERROR.value})
-_NOT_COUNTED = frozenset(
-    {
-        ErrorCode.INVALID_REQUEST.value,
-        ErrorCode.PAYLOAD_TOO_LARGE.value,
-        ErrorCode.RATE_LIMITED.value,
-        ErrorCode.CIRCUIT_OPEN.value,
-    }
-)
-
 
 def _positive(name: str, value: object, *, allow_zero: bool = False) -> float:
     ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
@@ -315,7 +302,7 @@ class LambdaAdapter(BaseAdapter):
         else:
             self._invoker = AioBotocoreInvoker(settings, pool=pool)
         self._calls: set[asyncio.Future[None]] = set()  # in flight, for aclose()
-        self.health_window = HealthWindow(self._clock)
+        self.health_window = HealthWindow(self._clock, status=self.health)
         self._observers: tuple[InvocationObserver, ...] = (self.health_window, *observers)
         self._retry = RetryPolicy(
             max_retries=max_retries,
@@ -539,7 +526,7 @@ class LambdaAdapter(BaseAdapter):
             cancelled = ExecuteResponse(
                 success=False,
                 error="the call was cancelled",
-                error_code="cancelled",
+                error_code=ErrorCode.CANCELLED.value,
                 diagnostics=self._diagnostics(invocation),
             )
             self._notify("on_finish", invocation, cancelled, self._clock.monotonic() - started)
@@ -547,7 +534,6 @@ class LambdaAdapter(BaseAdapter):
         if dead_letter and self._dead_letter is not None:
             await self._dead_letter.record(invocation, response)
         response.diagnostics = self._diagnostics(invocation)
-        self._record_health(invocation, response)
         if response.success:
             logger.info(
                 "Lambda execution successful for module '%s' (session: %s)",
@@ -556,15 +542,6 @@ class LambdaAdapter(BaseAdapter):
             )
         self._notify("on_finish", invocation, response, self._clock.monotonic() - started)
         return response
-
-    def _record_health(self, invocation: Invocation, response: ExecuteResponse) -> None:
-        if invocation.cache_hit or response.error_code in _NOT_COUNTED:
-            return  # a cached reply or a refusal says nothing about the path to the function
-        now = self._clock.utcnow()
-        if response.success or response.error_code in _HEALTHY_FAILURES:
-            self.health.record_success(now)
-        else:
-            self.health.record_failure(now)
 
     async def aclose(self) -> None:
         """Let the calls in flight finish, then release this adapter's share of the AWS

@@ -16,6 +16,7 @@ from botocore import exceptions as bce
 
 from module_sdk.aws_lambda.redact import redact
 from module_sdk.errors import ErrorCode, InvocationError
+from module_sdk.outcomes import RETRIED_CODES
 
 __all__ = [
     "THROTTLE_CODES",
@@ -102,7 +103,8 @@ def classify_client_error(
     if message:
         detail += f": {redact(message)}"  # AWS may quote the signed request back
 
-    def make(error_code: ErrorCode, retryable: bool, hint: str = "") -> InvocationError:
+    def make(error_code: ErrorCode, hint: str = "") -> InvocationError:
+        retryable = error_code in RETRIED_CODES
         return InvocationError(
             detail + hint,
             error_code=error_code,
@@ -114,36 +116,35 @@ def classify_client_error(
         )
 
     if code in THROTTLE_CODES or (not code and status == 429):
-        return make(ErrorCode.THROTTLED, True)
+        return make(ErrorCode.THROTTLED)
     if code in TRANSIENT_SERVER_CODES:
-        return make(ErrorCode.SERVICE_ERROR, True)
+        return make(ErrorCode.SERVICE_ERROR)
     if code in _NOT_FOUND_CODES:
-        return make(ErrorCode.NOT_FOUND, False, " (check the function name, qualifier and region)")
+        return make(ErrorCode.NOT_FOUND, " (check the function name, qualifier and region)")
     if code in _ACCESS_CODES:
         return make(
             ErrorCode.ACCESS_DENIED,
-            False,
             " (check the credentials and that they allow lambda:InvokeFunction)",
         )
     if code in _TOO_LARGE_CODES or status == 413:
-        return make(ErrorCode.PAYLOAD_TOO_LARGE, False)
+        return make(ErrorCode.PAYLOAD_TOO_LARGE)
     if code in _INVALID_REQUEST_CODES or status in (400, 415):
-        return make(ErrorCode.INVALID_REQUEST, False)
+        return make(ErrorCode.INVALID_REQUEST)
     if status == 429:
-        return make(ErrorCode.THROTTLED, True)
+        return make(ErrorCode.THROTTLED)
     if status is not None and status >= 500:
         # Unknown 5xx codes (a gateway's 502/503/504 has none) are transient; the known
         # permanent 502s (KMS, runtime, zip, subnet, EFS...) are configuration problems.
         if code and code not in TRANSIENT_SERVER_CODES and status == 502:
-            return make(ErrorCode.CONFIGURATION, False)
-        return make(ErrorCode.SERVICE_ERROR, True)
+            return make(ErrorCode.CONFIGURATION)
+        return make(ErrorCode.SERVICE_ERROR)
     if status == 403:
-        return make(ErrorCode.ACCESS_DENIED, False)
+        return make(ErrorCode.ACCESS_DENIED)
     if status == 404:
-        return make(ErrorCode.NOT_FOUND, False)
+        return make(ErrorCode.NOT_FOUND)
     if code.startswith(("KMS", "EFS", "SnapStart", "S3Files", "CodeArtifact", "EC2", "Invalid")):
-        return make(ErrorCode.CONFIGURATION, False)
-    return make(ErrorCode.CONFIGURATION if status else ErrorCode.INVALID_REQUEST, False)
+        return make(ErrorCode.CONFIGURATION)
+    return make(ErrorCode.CONFIGURATION if status else ErrorCode.INVALID_REQUEST)
 
 
 def classify_exception(exc: BaseException) -> InvocationError:
@@ -162,13 +163,15 @@ def classify_exception(exc: BaseException) -> InvocationError:
         )
     name = type(exc).__name__
 
-    def make(error_code: ErrorCode, retryable: bool, text: str) -> InvocationError:
-        return InvocationError(text, error_code=error_code, retryable=retryable, reason=name)
+    def make(error_code: ErrorCode, text: str) -> InvocationError:
+        return InvocationError(
+            text, error_code=error_code, retryable=error_code in RETRIED_CODES, reason=name
+        )
 
     if isinstance(exc, bce.ReadTimeoutError):
-        return make(ErrorCode.TIMEOUT, True, f"no reply from Lambda within read_timeout ({exc})")
+        return make(ErrorCode.TIMEOUT, f"no reply from Lambda within read_timeout ({exc})")
     if isinstance(exc, bce.ConnectTimeoutError):
-        return make(ErrorCode.TIMEOUT, True, f"could not connect within connect_timeout ({exc})")
+        return make(ErrorCode.TIMEOUT, f"could not connect within connect_timeout ({exc})")
     if isinstance(
         exc,
         bce.ConnectionError
@@ -177,11 +180,11 @@ def classify_exception(exc: BaseException) -> InvocationError:
         | aiohttp.ClientError
         | ConnectionError,
     ):
-        return make(ErrorCode.CONNECTION, True, f"connection to Lambda failed ({name}: {exc})")
+        return make(ErrorCode.CONNECTION, f"connection to Lambda failed ({name}: {exc})")
     if isinstance(exc, bce.ResponseStreamingError | bce.IncompleteReadError):
-        return make(ErrorCode.CONNECTION, True, f"the reply was cut off ({name}: {exc})")
+        return make(ErrorCode.CONNECTION, f"the reply was cut off ({name}: {exc})")
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
-        return make(ErrorCode.TIMEOUT, True, "no reply from Lambda within read_timeout")
+        return make(ErrorCode.TIMEOUT, "no reply from Lambda within read_timeout")
     if isinstance(
         exc,
         bce.NoCredentialsError
@@ -192,15 +195,14 @@ def classify_exception(exc: BaseException) -> InvocationError:
     ):
         return make(
             ErrorCode.CREDENTIALS,
-            False,
             f"AWS credentials are missing or unusable ({name}): pass aws_access_key_id and "
             "aws_secret_access_key, set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, "
             "or run with an IAM role",
         )
     if isinstance(exc, bce.ParamValidationError):
-        return make(ErrorCode.INVALID_REQUEST, False, f"the call was refused locally: {exc}")
+        return make(ErrorCode.INVALID_REQUEST, f"the call was refused locally: {exc}")
     if isinstance(exc, bce.NoRegionError | bce.UnknownEndpointError | bce.InvalidRegionError):
-        return make(ErrorCode.CONFIGURATION, False, f"AWS client configuration error: {exc}")
+        return make(ErrorCode.CONFIGURATION, f"AWS client configuration error: {exc}")
     if isinstance(exc, OSError):
-        return make(ErrorCode.CONNECTION, True, f"network error ({name}: {exc})")
-    return make(ErrorCode.INTERNAL, False, f"unexpected error while invoking ({name}: {exc})")
+        return make(ErrorCode.CONNECTION, f"network error ({name}: {exc})")
+    return make(ErrorCode.INTERNAL, f"unexpected error while invoking ({name}: {exc})")

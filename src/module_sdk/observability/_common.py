@@ -21,12 +21,12 @@ __all__ = [
 
 SUCCESS = "success"
 """The outcome label of a successful call."""
-CANCELLED = "cancelled"
+CANCELLED = ErrorCode.CANCELLED.value
 """The outcome label of a call whose task was cancelled."""
 OTHER = "other"
 """The outcome label of an error code the SDK does not know (keeps label sets bounded)."""
 
-_KNOWN_CODES = frozenset(code.value for code in ErrorCode) | {CANCELLED}
+_KNOWN_CODES = frozenset(code.value for code in ErrorCode)
 
 
 def outcome_of(response: ExecuteResponse) -> str:

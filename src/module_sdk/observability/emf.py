@@ -41,6 +41,7 @@ from module_sdk.observability._common import (
     function_label,
     outcome_of,
 )
+from module_sdk.outcomes import is_error
 from module_sdk.resilience.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
@@ -68,7 +69,6 @@ _MAX_DIMENSIONS = 30
 _MAX_VALUES = 100
 """EMF's limit on the values of one metric in one line."""
 _NAMESPACE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._#:/-")
-_NOT_AN_ERROR = frozenset({ErrorCode.MODULE_ERROR.value})
 _THROTTLED = ErrorCode.THROTTLED
 
 
@@ -249,7 +249,7 @@ class EmfObserver:
         final = invocation.final_error
         if final is not None and final.error_code == _THROTTLED:
             throttles += 1
-        errors = 0 if response.success or outcome in _NOT_AN_ERROR else 1
+        errors = 0 if response.success or not is_error(outcome) else 1
         return outcome, errors, throttles
 
     def _head(self, function_json: str, invocation_type: str, outcome: str, region: str) -> str:

@@ -41,8 +41,8 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "tracing needs opentelemetry-api: pip install 'waddlebot-module-sdk[otel]'"
     ) from exc
 
-from module_sdk.errors import ErrorCode
 from module_sdk.observability._common import invoked_name, outcome_of
+from module_sdk.outcomes import is_error
 
 if TYPE_CHECKING:
     from module_sdk._models import ExecuteResponse
@@ -59,7 +59,6 @@ MAX_CLIENT_CONTEXT_BYTES = 3583
 
 _SPAN_KEY = "module_sdk.observability.span"
 _ATTACHED_KEY = "module_sdk.observability.attached_context"
-_NOT_AN_ERROR = frozenset({ErrorCode.MODULE_ERROR.value})
 _ESSENTIAL = ("traceparent",)
 """Fields kept when the whole carrier does not fit in the ClientContext."""
 
@@ -222,7 +221,7 @@ class TracingObserver:
             attributes["waddlebot.lambda.attempts"] = invocation.attempts
         if not response.success:
             outcome = outcome_of(response)
-            if response.error_code in _NOT_AN_ERROR:
+            if not is_error(outcome):
                 attributes["waddlebot.lambda.outcome"] = outcome
             else:
                 attributes["error.type"] = outcome

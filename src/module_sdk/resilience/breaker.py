@@ -13,7 +13,8 @@ One breaker exists per function (region, name, qualifier): every adapter of that
 the process (or, with Redis state, in every process) shares it.
 
 What counts as a failure is an ``error_code`` in ``failure_codes``: by default the outage kinds
-(throttling, timeouts, connection and service errors, an exhausted deadline or retry budget).
+of :mod:`module_sdk.outcomes` (throttling, timeouts, connection and service errors, an
+exhausted deadline or retry budget).
 The function's own errors (``function_error``) and business answers (``module_error``) are
 answers, so they count as successes unless you add their codes. Refusals made before any
 network call (bad request, rate limit) are not counted at all.
@@ -36,6 +37,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 from module_sdk.errors import ConfigurationError, ErrorCode, ModuleSDKError, PolicyRejection
+from module_sdk.outcomes import NOT_REACHED_CODES, OUTAGE_CODES
 from module_sdk.resilience.clock import SystemClock
 
 if TYPE_CHECKING:
@@ -81,29 +83,9 @@ class Outcome(StrEnum):
 _CLOSED, _OPEN, _HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 _SUCCESS, _FAILURE, _IGNORED = Outcome.SUCCESS, Outcome.FAILURE, Outcome.IGNORED
 
-DEFAULT_FAILURE_CODES: frozenset[str] = frozenset(
-    code.value
-    for code in (
-        ErrorCode.THROTTLED,
-        ErrorCode.TIMEOUT,
-        ErrorCode.CONNECTION,
-        ErrorCode.SERVICE_ERROR,
-        ErrorCode.DEADLINE_EXCEEDED,
-        ErrorCode.RETRY_BUDGET_EXHAUSTED,
-    )
-)
-"""Error codes that count as failures unless ``failure_codes`` says otherwise."""
-
-# Refusals made before any call reached the function: neither success nor failure.
-_NEVER_COUNTED: frozenset[str] = frozenset(
-    code.value
-    for code in (
-        ErrorCode.INVALID_REQUEST,
-        ErrorCode.PAYLOAD_TOO_LARGE,
-        ErrorCode.RATE_LIMITED,
-        ErrorCode.CIRCUIT_OPEN,
-    )
-)
+DEFAULT_FAILURE_CODES: frozenset[str] = OUTAGE_CODES
+"""Error codes that count as failures unless ``failure_codes`` says otherwise (the outage
+column of :mod:`module_sdk.outcomes`)."""
 _KNOWN_CODES = frozenset(code.value for code in ErrorCode)
 
 
@@ -175,7 +157,7 @@ class CircuitBreakerConfig:
         """Count a finished call: success, failure, or not at all."""
         if error_code is None:
             return _SUCCESS
-        if error_code in _NEVER_COUNTED:
+        if error_code in NOT_REACHED_CODES:
             return _IGNORED
         if error_code in self.failure_codes:
             # The deadline ran out before anything was sent: says nothing of the function.

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from module_sdk.aws_lambda.redact import redact
-from module_sdk.errors import ErrorCode, ModuleSDKError
+from module_sdk.errors import ModuleSDKError
+from module_sdk.outcomes import DEAD_LETTER_CODES
 
 __all__ = [
     "DEAD_LETTER_CODES",
@@ -21,36 +22,6 @@ __all__ = [
     "new_entry_id",
     "scrub",
 ]
-
-DEAD_LETTER_CODES: frozenset[str] = frozenset(
-    code.value
-    for code in (
-        # retries exhausted on a transient failure
-        ErrorCode.THROTTLED,
-        ErrorCode.TIMEOUT,
-        ErrorCode.CONNECTION,
-        ErrorCode.SERVICE_ERROR,
-        ErrorCode.RETRY_BUDGET_EXHAUSTED,
-        ErrorCode.DEADLINE_EXCEEDED,
-        # refused by a policy before any call
-        ErrorCode.CIRCUIT_OPEN,
-        ErrorCode.RATE_LIMITED,
-        # an operator can fix these (deploy the function, grant the permission, fix a setting),
-        # and then the very same event goes through
-        ErrorCode.NOT_FOUND,
-        ErrorCode.ACCESS_DENIED,
-        ErrorCode.CREDENTIALS,
-        ErrorCode.CONFIGURATION,
-        ErrorCode.INTERNAL,
-    )
-)
-"""The ``error_code`` values whose requests are written to the dead-letter sink.
-
-Not dead-lettered: ``invalid_request`` and ``payload_too_large`` (the caller's request would be
-refused identically on every replay), ``function_error``, ``module_error`` and
-``invalid_response`` (the function ran: its answer, even a crash, is the outcome, and replaying
-it would run its side effects again).
-"""
 
 ENTRY_FORMAT = 1
 
