@@ -37,6 +37,7 @@ def test_all_is_exact() -> None:
         "server",
         "observability",
         "handler",
+        "outcomes",
         "pytest_plugin",
     }
     assert public == set(module_sdk.__all__) - {"__version__"}
