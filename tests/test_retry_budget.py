@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any
 
 import pytest
 
 from module_sdk import ConfigurationError, ExecuteRequest, LambdaAdapter
+from module_sdk.aws_lambda.invoker import InvocationResult, InvokeCall
 from module_sdk.errors import ErrorCode, InvocationError
 from module_sdk.resilience.budget import StandardRetryBudget
 from module_sdk.testing import FakeClock, HandlerInvoker
@@ -171,3 +173,51 @@ async def test_deadline_counts_time_spent_before_the_retry_loop() -> None:
     assert response.error_code == "deadline_exceeded"
     assert clock.sleeps[0] == 1.0  # the rate-limit wait
     assert sum(clock.sleeps[1:]) < 1.0  # backoff got only what was left
+
+
+class SlowInvoker:
+    """A function that takes ``seconds`` of the fake clock's time, then answers."""
+
+    def __init__(self, clock: FakeClock, seconds: float) -> None:
+        self.clock = clock
+        self.seconds = seconds
+        self.started = 0
+        self.finished = 0
+        self.cancelled = 0
+
+    async def invoke(self, call: InvokeCall) -> InvocationResult:
+        """Advance the clock by ``seconds`` while "running", then reply."""
+        self.started += 1
+        try:
+            self.clock.advance(self.seconds)
+            await asyncio.sleep(0)  # the event loop runs; a due deadline fires here
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        self.finished += 1
+        return InvocationResult(200, b'{"success": true}')
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+
+@pytest.mark.parametrize(("seconds", "expired"), [(1.5, False), (2.5, True)])
+async def test_deadline_expires_mid_attempt_on_the_adapter_clock(
+    seconds: float, expired: bool
+) -> None:
+    """The deadline runs on the adapter's clock: fake time crossing it mid-attempt cancels
+    the attempt with deadline_exceeded; an attempt that ends in time is answered."""
+    clock = FakeClock()
+    invoker = SlowInvoker(clock, seconds)
+    adapter = LambdaAdapter(
+        "dice", "us-east-1", "dice", total_timeout=2.0, invoker=invoker, clock=clock
+    )
+    response = await adapter.execute_async(request())
+    if expired:
+        assert response.error_code == "deadline_exceeded"
+        assert "total_timeout ran out after 2.50s and 1 attempt(s)" in (response.error or "")
+        assert (invoker.started, invoker.cancelled, invoker.finished) == (1, 1, 0)
+    else:
+        assert response.success
+        assert (invoker.started, invoker.cancelled, invoker.finished) == (1, 0, 1)
+    assert clock.sleeps == []

@@ -13,6 +13,7 @@ import json
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from types import TracebackType
 from typing import Any
 
 from module_sdk.aws_lambda.invoker import InvocationResult, InvokeCall
@@ -28,13 +29,19 @@ __all__ = [
 
 
 class FakeClock:
-    """A deterministic clock: ``sleep`` records the delay and advances time at once."""
+    """A deterministic clock: ``sleep`` records the delay and advances time at once.
+
+    Deadlines (:meth:`timeout_at`) expire when fake time reaches them, through
+    :meth:`advance` or :meth:`sleep`: a test drives a deadline that runs out mid-call by
+    advancing the clock from inside the call (a slow fake function).
+    """
 
     def __init__(self, start: float = 1000.0, wall: datetime | None = None) -> None:
         self._now = start
         self._wall0 = wall or datetime(2026, 1, 1, tzinfo=UTC)
         self._start = start
         self.sleeps: list[float] = []
+        self._deadlines: list[_FakeDeadline] = []
 
     def monotonic(self) -> float:
         """The fake monotonic time."""
@@ -45,14 +52,55 @@ class FakeClock:
         return self._wall0 + timedelta(seconds=self._now - self._start)
 
     def advance(self, seconds: float) -> None:
-        """Move time forward."""
+        """Move time forward (expiring the deadlines it reaches)."""
         self._now += seconds
+        self._expire()
 
     async def sleep(self, seconds: float) -> None:
         """Record the sleep, advance time, and yield to the loop once."""
         self.sleeps.append(seconds)
         self._now += max(0.0, seconds)
+        self._expire()
         await asyncio.sleep(0)
+
+    def timeout_at(self, deadline: float) -> _FakeDeadline:
+        """A scope that cancels its body once fake time reaches ``deadline``."""
+        return _FakeDeadline(self, deadline)
+
+    def _expire(self) -> None:
+        for scope in self._deadlines:
+            if self._now >= scope.deadline:
+                scope.expire()
+
+
+class _FakeDeadline:
+    """``asyncio.timeout`` driven by a :class:`FakeClock` instead of the loop's clock."""
+
+    def __init__(self, clock: FakeClock, deadline: float) -> None:
+        self.clock = clock
+        self.deadline = deadline
+        self._timeout = asyncio.timeout(None)
+
+    def expire(self) -> None:
+        """Cancel the body at its next await (once)."""
+        if self._timeout.when() is None:
+            self._timeout.reschedule(asyncio.get_running_loop().time())
+
+    async def __aenter__(self) -> _FakeDeadline:
+        await self._timeout.__aenter__()
+        self.clock._deadlines.append(self)
+        if self.clock.monotonic() >= self.deadline:
+            self.expire()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.clock._deadlines.remove(self)
+        await self._timeout.__aexit__(exc_type, exc, tb)
 
 
 class LambdaContext:

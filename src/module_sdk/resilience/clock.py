@@ -1,13 +1,14 @@
-"""The one seam for time: a monotonic clock, a wall clock and sleep.
+"""The one seam for time: a monotonic clock, a wall clock, sleep and deadlines.
 
-Tests pass :class:`module_sdk.testing.FakeClock` so backoff, breakers and limiters run
-without real sleeps.
+Tests pass :class:`module_sdk.testing.FakeClock` so backoff, breakers, limiters and the
+request deadline run without real sleeps.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -29,6 +30,11 @@ class Clock(Protocol):
         """Wait ``seconds``."""
         ...
 
+    def timeout_at(self, deadline: float) -> AbstractAsyncContextManager[object]:
+        """A scope that cancels its body when :meth:`monotonic` reaches ``deadline``, raising
+        ``TimeoutError`` (as ``asyncio.timeout_at`` does on the event loop's clock)."""
+        ...
+
 
 class SystemClock:
     """The real clock."""
@@ -44,3 +50,8 @@ class SystemClock:
     async def sleep(self, seconds: float) -> None:
         """``asyncio.sleep``."""
         await asyncio.sleep(seconds)
+
+    def timeout_at(self, deadline: float) -> asyncio.Timeout:
+        """``asyncio.timeout_at`` for a ``time.monotonic()`` deadline."""
+        loop = asyncio.get_running_loop()
+        return asyncio.timeout_at(loop.time() + (deadline - time.monotonic()))

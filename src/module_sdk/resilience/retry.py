@@ -7,7 +7,6 @@ returned as-is.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from collections.abc import Sequence
@@ -77,19 +76,15 @@ class RetryPolicy:
         """Run ``call_next`` until it succeeds, fails for good, or time runs out."""
         retry = 0
         while True:
-            remaining = (
-                None
-                if invocation.deadline is None
-                else invocation.deadline - self.clock.monotonic()
-            )
-            if remaining is not None and remaining <= 0:
+            deadline = invocation.deadline
+            if deadline is not None and deadline <= self.clock.monotonic():
                 raise self._deadline_error(invocation, invocation.last_error)
             try:
-                if remaining is None:
+                if deadline is None:
                     response = await call_next(invocation)
                 else:
                     try:
-                        async with asyncio.timeout(remaining):
+                        async with self.clock.timeout_at(deadline):
                             response = await call_next(invocation)
                     except TimeoutError as exc:
                         raise self._deadline_error(invocation, invocation.last_error) from exc
