@@ -40,6 +40,7 @@ SOURCES = {
             invokedFunctionArn: context.invokedFunctionArn,
             remaining: context.getRemainingTimeInMillis(),
             clientContext: context.clientContext,
+            tenantId: context.tenantId,
             event,
           };
         };
@@ -88,6 +89,12 @@ TOML = """
     runtime = "nodejs20.x"
     code = "node"
     handler = "broken.handler"
+
+    [functions.node-tenant]
+    runtime = "nodejs20.x"
+    code = "node"
+    handler = "index.handler"
+    tenant_isolation = "PER_TENANT"
 
     [functions.hello-node]
     runtime = "nodejs20.x"
@@ -229,3 +236,13 @@ async def test_init_errors(tmp_path: Path, name: str, error_type: str, message: 
     error = _payload(result)
     assert error["errorType"] == error_type
     assert error["errorMessage"] == message
+
+
+async def test_tenant_id_reaches_context_tenant_id(tmp_path: Path) -> None:
+    """X-Amz-Tenant-Id is context.tenantId; each tenant has its own Node environment."""
+    async with _runtime(tmp_path) as rt:
+        a = await invoke_both(rt.url, FunctionName="node-tenant", Payload=b"{}", TenantId="a")
+        b = await invoke_both(rt.url, FunctionName="node-tenant", Payload=b"{}", TenantId="b")
+        assert rt.stats.cold_starts["node-tenant"] == 2
+    assert [_payload(r)["tenantId"] for r in (*a, *b)] == ["a", "a", "b", "b"]
+    assert _payload(a[0])["pid"] == _payload(a[1])["pid"] != _payload(b[0])["pid"]

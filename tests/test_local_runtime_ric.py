@@ -35,6 +35,7 @@ HANDLERS = """
         if action == "exit":
             os._exit(3)
         return {"pid": os.getpid(), "request_id": context.aws_request_id,
+                "tenant_id": getattr(context, "tenant_id", None),
                 "function_name": context.function_name,
                 "remaining": context.get_remaining_time_in_millis()}
 """
@@ -52,6 +53,13 @@ TOML = """
     handler = "handlers.handler"
     runtime_interface_client = "awslambdaric"
     timeout = 1
+
+    [functions.tenanted]
+    runtime = "python3.11"
+    code = "errors"
+    handler = "handlers.handler"
+    runtime_interface_client = "awslambdaric"
+    tenant_isolation = "PER_TENANT"
 
     [functions.noimport]
     runtime = "python3.11"
@@ -120,3 +128,12 @@ async def test_ric_import_error_is_the_init_error(tmp_path: Path) -> None:
     error = _payload(result)
     assert error["errorType"] == "Runtime.ImportModuleError"
     assert "module_that_does_not_exist" in error["errorMessage"]
+
+
+async def test_ric_sees_the_tenant_id(tmp_path: Path) -> None:
+    """awslambdaric reads Lambda-Runtime-Aws-Tenant-Id into context.tenant_id."""
+    async with _runtime(tmp_path) as rt:
+        result = (
+            await invoke_both(rt.url, FunctionName="tenanted", Payload=b"{}", TenantId="t-1")
+        )[0]
+    assert _payload(result)["tenant_id"] == "t-1"

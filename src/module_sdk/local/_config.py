@@ -49,6 +49,7 @@ _KEYS = (
     "runtime",
     "code",
     "runtime_interface_client",
+    "tenant_isolation",
     "timeout",
     "reserved_concurrency",
     "environment",
@@ -82,6 +83,8 @@ class FunctionSpec:
             ``provided.al2023`` (``code_dir/bootstrap`` is executed).
         runtime_interface_client: ``"awslambdaric"`` runs a Python function through AWS's
             own runtime interface client and the Runtime API instead of the built-in worker.
+        tenant_isolation: ``"PER_TENANT"``: every call names a tenant (``X-Amz-Tenant-Id``)
+            and each tenant gets its own execution environments.
     """
 
     name: str
@@ -95,6 +98,7 @@ class FunctionSpec:
     description: str = ""
     runtime: str = DEFAULT_RUNTIME
     runtime_interface_client: str | None = None
+    tenant_isolation: str | None = None
 
     def __post_init__(self) -> None:
         where = f"function {self.name!r}"
@@ -104,6 +108,11 @@ class FunctionSpec:
             )
         _check_runtime(where, self.runtime, self.runtime_interface_client)
         _check_handler(where, self.handler, self.kind)
+        if self.tenant_isolation not in (None, "PER_TENANT"):
+            raise FunctionConfigError(
+                f"{where}: tenant_isolation = {self.tenant_isolation!r} is invalid: use "
+                '"PER_TENANT" (each tenant gets its own environments), or leave it out'
+            )
         object.__setattr__(self, "code_dir", Path(self.code_dir))
         _check_timeout(where, self.timeout)
         object.__setattr__(self, "timeout", float(self.timeout))
@@ -369,6 +378,7 @@ def load_functions(directory: str | Path) -> dict[str, FunctionSpec]:
                 code_dir=code_dir,
                 runtime=settings.get("runtime", DEFAULT_RUNTIME),
                 runtime_interface_client=settings.get("runtime_interface_client"),
+                tenant_isolation=settings.get("tenant_isolation"),
                 timeout=settings.get("timeout", DEFAULT_TIMEOUT),
                 reserved_concurrency=settings.get("reserved_concurrency"),
                 environment=settings.get("environment", {}),

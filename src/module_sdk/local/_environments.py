@@ -249,6 +249,7 @@ class Environment:
                 "arn": arn,
                 "deadline": deadline_ms,
                 "client_context": client_context,
+                "tenant_id": tenant_id,
             },
             separators=(",", ":"),
         ).encode()
@@ -303,39 +304,66 @@ class FunctionPool:
         self.all: set[ExecutionEnvironment] = set()
         self.active = 0
         """Calls currently holding (or starting) an environment of this function."""
+        self.retired = False
+        """Replaced by a new version (hot reload): environments are dropped when released."""
         self._reaping: set[asyncio.Future[None]] = set()
+        self._tenant_idle: dict[str, list[ExecutionEnvironment]] = {}
+        self._tenant_of: dict[ExecutionEnvironment, str] = {}
 
-    async def acquire(self) -> tuple[ExecutionEnvironment, bool, str]:
-        """An environment for one call: ``(environment, cold_start, init_log)``."""
-        while self.idle:
-            environment = self.idle.pop()
+    def _idle_of(self, tenant: str | None) -> list[ExecutionEnvironment]:
+        if tenant is None:
+            return self.idle
+        return self._tenant_idle.setdefault(tenant, [])
+
+    async def acquire(self, tenant: str | None = None) -> tuple[ExecutionEnvironment, bool, str]:
+        """An environment for one call: ``(environment, cold_start, init_log)``.
+
+        With a ``tenant``, only environments of that tenant are reused (tenant isolation).
+        """
+        idle = self._idle_of(tenant)
+        while idle:
+            environment = idle.pop()
             if not environment.dead and environment.proc.returncode is None:
                 return environment, False, ""
             self.discard(environment)
         environment, init_log = await start_environment(self.spec, self._env)
         self.all.add(environment)
+        if tenant is not None:
+            self._tenant_of[environment] = tenant
         return environment, True, init_log
 
     def release(self, environment: ExecutionEnvironment) -> None:
         """Give an environment back after a call (a dead one is dropped)."""
-        if environment.dead or environment.proc.returncode is not None:
+        if self.retired or environment.dead or environment.proc.returncode is not None:
             self.discard(environment)
             return
         environment.idle_since = time.monotonic()
-        self.idle.append(environment)
+        self._idle_of(self._tenant_of.get(environment)).append(environment)
 
     def reap_idle(self, idle_timeout: float) -> int:
         """Stop environments idle for more than ``idle_timeout`` seconds; return how many."""
         horizon = time.monotonic() - idle_timeout
-        stale = [e for e in self.idle if e.idle_since < horizon]
-        if stale:
-            self.idle = [e for e in self.idle if e.idle_since >= horizon]
-            for environment in stale:
+        stopped = 0
+        for idle in [self.idle, *self._tenant_idle.values()]:
+            stale = [e for e in idle if e.idle_since < horizon]
+            if stale:
+                idle[:] = [e for e in idle if e.idle_since >= horizon]
+                for environment in stale:
+                    self.discard(environment)
+                stopped += len(stale)
+        return stopped
+
+    def retire(self) -> None:
+        """Stop the idle environments; calls in progress finish, then theirs are dropped."""
+        self.retired = True
+        for idle in [self.idle, *self._tenant_idle.values()]:
+            for environment in idle:
                 self.discard(environment)
-        return len(stale)
+            idle.clear()
 
     def discard(self, environment: ExecutionEnvironment) -> None:
         """Drop an environment: kill it and reap its process in the background."""
+        self._tenant_of.pop(environment, None)
         if environment in self.all:
             self.all.discard(environment)
             task = asyncio.ensure_future(environment.aclose())
@@ -362,6 +390,8 @@ class FunctionPool:
         environments = list(self.all)
         self.all.clear()
         self.idle.clear()
+        self._tenant_idle.clear()
+        self._tenant_of.clear()
         await asyncio.gather(*(e.aclose() for e in environments), return_exceptions=True)
         # Workers given up on (timed out or crashed) are reaped in the background: wait for
         # them too, or their subprocess transports would outlive the runtime.

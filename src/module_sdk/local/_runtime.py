@@ -20,6 +20,7 @@ from aiohttp import web
 
 from module_sdk.errors import ConfigurationError
 from module_sdk.local._config import FunctionSpec, load_functions
+from module_sdk.local._control import function_configuration, list_page
 from module_sdk.local._environments import (
     Crashed,
     ExecutionEnvironment,
@@ -58,6 +59,8 @@ _FUNCTION_RE = re.compile(
 )
 _QUALIFIER_RE = re.compile(r"^(\$LATEST|[a-zA-Z0-9_$-]{1,128})$")
 _REGION_IN_AUTH_RE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/lambda/")
+_TENANT_RE = re.compile(r"^[a-zA-Z0-9._:/=+\-@ ]{1,256}$")
+FUNCTIONS_PATH = "/2015-03-31/functions"
 
 
 @dataclass(slots=True)
@@ -168,6 +171,7 @@ class _Call:
     client_context: Any
     request_id: str
     streaming: bool = False
+    tenant_id: str | None = None
 
 
 class LocalLambdaRuntime:
@@ -331,6 +335,10 @@ class LocalLambdaRuntime:
         app = web.Application(client_max_size=SYNC_PAYLOAD_LIMIT + 1024 * 1024)
         app.router.add_post(INVOKE_PATH, self._handle)
         app.router.add_post(STREAM_PATH, self._handle)
+        app.router.add_get(FUNCTIONS_PATH, self._list_functions)
+        app.router.add_get(FUNCTIONS_PATH + "/", self._list_functions)
+        app.router.add_get(FUNCTIONS_PATH + "/{name}", self._get_function)
+        app.router.add_get(FUNCTIONS_PATH + "/{name}/configuration", self._get_function)
         self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=1.0
         )
@@ -517,6 +525,76 @@ class LocalLambdaRuntime:
                 self._leave(call.function)
         return await self._reply(request, call.name, decision, response)
 
+    @staticmethod
+    def _tenant(request: web.Request, spec: FunctionSpec) -> str | None:
+        """The call's ``X-Amz-Tenant-Id``, checked against the function's tenant isolation."""
+        tenant = request.headers.get("X-Amz-Tenant-Id")
+        if tenant is not None and not _TENANT_RE.match(tenant):
+            raise _AwsError(
+                400,
+                "InvalidParameterValueException",
+                "1 validation error detected: Value at 'tenantId' failed to satisfy constraint: "
+                "Member must have length between 1 and 256 and match [a-zA-Z0-9._:/=+-@ ]+",
+                "invalid_request",
+            )
+        if spec.tenant_isolation == "PER_TENANT" and tenant is None:
+            raise _AwsError(
+                400,
+                "InvalidParameterValueException",
+                f"Function {spec.name} uses tenant isolation (PER_TENANT): every call needs a "
+                "tenant id (X-Amz-Tenant-Id, TenantId in boto3)",
+                "invalid_request",
+            )
+        if spec.tenant_isolation is None and tenant is not None:
+            raise _AwsError(
+                400,
+                "InvalidParameterValueException",
+                f"Function {spec.name} does not use tenant isolation: leave out the tenant id, "
+                'or set tenant_isolation = "PER_TENANT" for it',
+                "invalid_request",
+            )
+        return tenant
+
+    # -- the control-plane reads ---------------------------------------------------------
+
+    async def _get_function(self, request: web.Request) -> web.Response:
+        request_id = str(uuid.uuid4())
+        try:
+            pool, _, qualifier, _ = self._resolve(request)
+        except _AwsError as error:
+            return self._error_response(error, request_id)
+        configuration = function_configuration(
+            pool.spec, region=self.region, account_id=self.account_id, qualifier=qualifier
+        )
+        if request.path.endswith("/configuration"):
+            body: dict[str, Any] = configuration
+        else:
+            body = {"Configuration": configuration, "Code": {"RepositoryType": "S3"}, "Tags": {}}
+        self.stats.statuses[200] += 1
+        return web.json_response(body, headers={"x-amzn-RequestId": request_id})
+
+    async def _list_functions(self, request: web.Request) -> web.Response:
+        request_id = str(uuid.uuid4())
+        raw = request.query.get("MaxItems", "50")
+        if not raw.isdigit() or not 1 <= int(raw) <= 10000:
+            error = _AwsError(
+                400,
+                "InvalidParameterValueException",
+                f"1 validation error detected: Value '{raw}' at 'maxItems' failed to satisfy "
+                "constraint: Member must have value between 1 and 10000",
+                "invalid_request",
+            )
+            return self._error_response(error, request_id)
+        body = list_page(
+            [pool.spec for pool in self._pools.values()],
+            request.query.get("Marker"),
+            int(raw),
+            region=self.region,
+            account_id=self.account_id,
+        )
+        self.stats.statuses[200] += 1
+        return web.json_response(body, headers={"x-amzn-RequestId": request_id})
+
     async def _parse(self, request: web.Request, request_id: str) -> _Call:
         pool, name, qualifier, arn = self._resolve(request)
         invocation_type = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
@@ -597,6 +675,7 @@ class LocalLambdaRuntime:
                 ) from None
             if invocation_type == "Event":
                 client_context = None  # Lambda passes it to synchronous calls only
+        tenant_id = self._tenant(request, pool.spec)
         return _Call(
             function=pool,
             name=name,
@@ -609,6 +688,7 @@ class LocalLambdaRuntime:
             client_context=client_context,
             request_id=request_id,
             streaming=streaming,
+            tenant_id=tenant_id,
         )
 
     def _count_fault(self, function: str, kind: str) -> None:
@@ -818,7 +898,7 @@ class LocalLambdaRuntime:
         cold = False
         init_ms = 0.0
         try:
-            environment, cold, init_log = await pool.acquire()
+            environment, cold, init_log = await pool.acquire(call.tenant_id)
             if cold:
                 init_ms = (time.monotonic() - started) * 1000
                 self.stats.cold_starts[call.name] += 1
@@ -840,6 +920,7 @@ class LocalLambdaRuntime:
                     deadline_ms,
                     call.client_context,
                     call.body,
+                    tenant_id=call.tenant_id,
                     sink=sink,
                 )
                 outcome = "function_error" if result.error else "success"

@@ -8,7 +8,8 @@ Frame: 8 bytes (header length, body length; unsigned big-endian 32-bit) + JSON h
 
 - worker -> runtime, once after init: ``{"ready": true}`` or ``{"ready": false, "error": {...},
   "log": "..."}`` (the handler module could not be loaded).
-- runtime -> worker, per invocation: ``{"id", "arn", "deadline" (epoch ms), "client_context"}``
+- runtime -> worker, per invocation: ``{"id", "arn", "deadline" (epoch ms), "client_context",
+  "tenant_id"}``
   + the raw event bytes.
 - worker -> runtime: ``{"error": bool, "log": "...", "memory_mb": int}`` + the reply bytes
   (the handler's result as JSON, or the AWS-shaped error object).
@@ -112,8 +113,16 @@ class ClientContext:
 class LambdaContext:
     """The ``context`` argument, with the attributes of the AWS Python runtime's."""
 
-    def __init__(self, request_id: str, arn: str, deadline_ms: int, client_context: Any) -> None:
+    def __init__(
+        self,
+        request_id: str,
+        arn: str,
+        deadline_ms: int,
+        client_context: Any,
+        tenant_id: str | None = None,
+    ) -> None:
         self.aws_request_id = request_id
+        self.tenant_id = tenant_id
         self.invoked_function_arn = arn
         self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
         self.function_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
@@ -298,7 +307,11 @@ class _Worker:
         try:
             event = json.loads(raw_body) if raw_body else {}
             context = LambdaContext(
-                request_id, header["arn"], header["deadline"], header.get("client_context")
+                request_id,
+                header["arn"],
+                header["deadline"],
+                header.get("client_context"),
+                header.get("tenant_id"),
             )
             result = self.call(function, event, context)
             try:
