@@ -52,8 +52,10 @@ def _run(args: argparse.Namespace) -> int:
     def ready(url: str) -> None:
         names = ", ".join(spec.name for spec in config.modules)
         auth = "X-Service-Key required" if config.service_api_key else "NO AUTHENTICATION"
+        everywhere = "://0.0.0.0:" in url or "://[::]:" in url
+        where = f"{url} (every interface)" if everywhere else url
         print(
-            f"waddlebot-lambda: serving {len(config.modules)} module(s) ({names}) on {url} "
+            f"waddlebot-lambda: serving {len(config.modules)} module(s) ({names}) on {where} "
             f"({auth}); SIGTERM drains and exits",
             file=sys.stderr,
             flush=True,

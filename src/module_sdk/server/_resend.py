@@ -49,6 +49,8 @@ class Answer:
     retry_after: bool = False
     module_ms: float | None = field(default=None, compare=False)
     """Milliseconds the module took (for ``Server-Timing``; not stored)."""
+    attempts: int | None = field(default=None, compare=False)
+    """Lambda calls made for this answer (for the access log; not stored)."""
 
     @property
     def final(self) -> bool:

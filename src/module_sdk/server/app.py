@@ -38,6 +38,8 @@ from module_sdk.aws_lambda.args import split_args
 from module_sdk.aws_lambda.payload import validate_request
 from module_sdk.errors import ConfigurationError, ErrorCode, RequestError
 from module_sdk.resilience.backoff import backoff_cap
+from module_sdk.server import _access
+from module_sdk.server._access import AccessLog
 from module_sdk.server._protection import (
     ConnectionGuard,
     ConnectionLimits,
@@ -59,6 +61,7 @@ logger = logging.getLogger(__name__)
 SERVICE_KEY_HEADER = "X-Service-Key"
 _REQUIRED_FIELDS = ("command", "user_id", "entity_id", "community_id", "session_id")
 _JSON = "application/json"
+_PROBES = frozenset({"/health", "/ready"})  # Kubernetes probes send no key
 
 
 def _dumps(body: Any) -> str:
@@ -117,6 +120,10 @@ def _metrics_setting(metrics: Any) -> Any:
             ) from None
         return None
     return server_metrics()
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def worst_case(adapter: BaseAdapter) -> tuple[float, str] | None:
@@ -337,6 +344,7 @@ class ModuleServer:
             else None
         )
         self._resend_counter = _resend_counter(self.metrics)
+        self._access = None if config.access_log == "off" else AccessLog(config.access_log)
         self._retry_after = str(config.retry_after)
         self._busy_codes = config.busy_error_codes
         self._default_platform = config.default_platform
@@ -345,6 +353,7 @@ class ModuleServer:
         self.connection_guard = ConnectionGuard(ConnectionLimits.from_config(config))
         self._restore_loop_handler: Callable[[], None] | None = None
         self.url = ""
+        self.bind_url = ""
         self.app = self._make_app()
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -358,6 +367,7 @@ class ModuleServer:
         app.router.add_post("/modules/{name}/api/v1/execute", self._execute_by_name)
         app.router.add_get("/api/v1/modules", self._list_modules)
         app.router.add_get("/health", self._health)
+        app.router.add_get("/ready", self._ready)
         app.router.add_get("/metrics", self._metrics)
         app.on_cleanup.append(self._cancel_flights)
         app.on_cleanup.append(self._close_adapters)
@@ -396,13 +406,15 @@ class ModuleServer:
             asyncio.get_running_loop(), self.connection_guard.log
         )
         port = site.port
-        shown = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        wildcard = self.host in ("0.0.0.0", "", "::")
+        shown = "127.0.0.1" if wildcard else self.host
         self.port = port
-        self.url = f"http://{shown}:{port}"
+        self.url = f"http://{_bracketed(shown)}:{port}"
+        self.bind_url = f"http://{_bracketed(self.host or '0.0.0.0')}:{port}"
         logger.info(
-            "module server listening on %s:%d with %d module(s)",
-            self.host,
-            port,
+            "module server listening on %s%s with %d module(s)",
+            self.bind_url,
+            " (every interface)" if wildcard else "",
             len(self._modules),
         )
         return self.url
@@ -458,7 +470,20 @@ class ModuleServer:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self._key is not None and request.path != "/health":
+        started = time.perf_counter()
+        seen, token = _access.begin()
+        try:
+            response = await self._dispatch(request, handler)
+        finally:
+            _access.end(token)
+        if self._access is not None:
+            self._access.log(
+                request.method, request.path, response.status, time.perf_counter() - started, seen
+            )
+        return response
+
+    async def _dispatch(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self._key is not None and request.path not in _PROBES:
             given = request.headers.get(SERVICE_KEY_HEADER)
             if given is None or not hmac.compare_digest(
                 given.encode("utf-8", "surrogateescape"), self._key
@@ -597,6 +622,8 @@ class ModuleServer:
                 "bytes): send less metadata",
             )
         command = execute_request.command
+        seen = _access.facts()
+        seen.session_id, seen.command = execute_request.session_id, command
         if module is None:
             module = self._by_command.get(command.casefold())
             if module is None:
@@ -606,6 +633,7 @@ class ModuleServer:
                     f"no module answers the command {command!r}",
                     extra={"session_id": execute_request.session_id},
                 )
+        seen.module = module.name
         if "scopes" in body and not module.adapter.validate_scopes(execute_request.scopes):
             missing = sorted(set(module.adapter.required_scopes) - set(execute_request.scopes))
             return _error(
@@ -623,6 +651,8 @@ class ModuleServer:
                 lambda: self._run_module(module, execute_request),
                 wait_limit=module.answer_by,
             )
+        seen.attempts = 0 if hit is not None else answer.attempts
+        seen.resend = hit
         if hit is not None:
             self._count_resend(module.name, hit)
             logger.info(
@@ -660,6 +690,7 @@ class ModuleServer:
                     }
                 ),
                 retry_after=True,
+                attempts=0,
             )
         module.in_flight += 1
         called = time.perf_counter()
@@ -697,7 +728,13 @@ class ModuleServer:
             elif response.error_code == ErrorCode.PAYLOAD_TOO_LARGE.value:
                 status = 413  # over Lambda's own payload limit (1 MB for Event calls)
         text = _dumps(self._response_body(response, execute_request.session_id, module.name))
-        return Answer(status, text, retry_after=status == 429, module_ms=(returned - called) * 1000)
+        return Answer(
+            status,
+            text,
+            retry_after=status == 429,
+            module_ms=(returned - called) * 1000,
+            attempts=None if response.diagnostics is None else response.diagnostics.attempts,
+        )
 
     def _count_resend(self, module: str, hit: Hit) -> None:
         if self._resend_counter is not None:
@@ -706,12 +743,25 @@ class ModuleServer:
     def _retry_hdr(self) -> dict[str, str]:
         return {"Retry-After": self._retry_after}
 
-    @staticmethod
-    def _response_body(response: ExecuteResponse, session_id: str, name: str) -> dict[str, Any]:
+    def _response_body(
+        self, response: ExecuteResponse, session_id: str, name: str
+    ) -> dict[str, Any]:
         # A shallow copy: to_dict()'s recursive asdict() deep-copies data for nothing here.
         body = {key: getattr(response, key) for key in _RESPONSE_FIELDS}
         diagnostics = response.diagnostics
         body["diagnostics"] = None if diagnostics is None else diagnostics.to_dict()
+        if not self.config.expose_error_details:
+            # A function's internals (stack trace, file paths, its log) stay in this server:
+            # the error type, message and code are what the router shows.
+            data = body["data"]
+            if (
+                response.error_code == ErrorCode.FUNCTION_ERROR.value
+                and isinstance(data, dict)
+                and "stack_trace" in data
+            ):
+                body["data"] = {k: v for k, v in data.items() if k != "stack_trace"}
+            if body["diagnostics"] is not None and body["diagnostics"].get("log_tail"):
+                body["diagnostics"]["log_tail"] = None
         body["session_id"] = session_id
         body["module"] = name
         return body
@@ -749,6 +799,16 @@ class ModuleServer:
         return web.Response(
             status=200 if healthy else 503,
             text=_dumps({"status": state, "modules": modules}),
+            content_type=_JSON,
+        )
+
+    async def _ready(self, request: web.Request) -> web.Response:
+        # Readiness, not liveness: configured and accepting work. An unhealthy function does
+        # not make the server unready (the router would get nothing better elsewhere).
+        if self._draining:
+            return web.Response(status=503, text=_dumps({"status": "draining"}), content_type=_JSON)
+        return web.Response(
+            text=_dumps({"status": "ready", "modules": sorted(self._modules)}),
             content_type=_JSON,
         )
 

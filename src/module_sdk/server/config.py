@@ -182,6 +182,13 @@ SERVER_KEYS: Mapping[str, Key] = MappingProxyType(
         "default_platform": Key(
             _string_or_empty, "platform used when the request has none (default 'unknown')"
         ),
+        "expose_error_details": Key(
+            _boolean,
+            "send a function error's stack trace and the log tail to the router (default false)",
+        ),
+        "access_log": Key(
+            _one_of("plain", "json", "off"), "one line per request: plain, json or off"
+        ),
         "router_timeout": Key(
             _positive, "the router's per-attempt timeout, ROUTER_REQUEST_TIMEOUT (default 30)"
         ),
@@ -392,6 +399,8 @@ class ServerConfig:
     redis_prefix: str = "waddlebot:"
     redis_socket_timeout: float = 1.0
     router_timeout: float = 30.0
+    expose_error_details: bool = False
+    access_log: str = "plain"
     resend_ttl: float = 120.0
     resend_memory_bytes: int = 64 * 1024 * 1024
     source: str = "<config>"
@@ -642,6 +651,8 @@ def parse_config(
         redis_prefix=redis.get("prefix", "waddlebot:"),
         redis_socket_timeout=float(redis.get("socket_timeout", 1.0)),
         router_timeout=router_timeout,
+        expose_error_details=server.get("expose_error_details", False),
+        access_log=server.get("access_log", "plain"),
         resend_ttl=float(server.get("resend_ttl", 120.0)),
         resend_memory_bytes=server.get("resend_memory_bytes", 64 * 1024 * 1024),
         source=source,

@@ -24,8 +24,10 @@ async def serve_until_stopped(
 ) -> None:
     """Start ``server``, wait for SIGTERM/SIGINT (or ``stop``), then shut it down gracefully.
 
-    The signals only set the stop event: the listener closes, in-flight requests get up to
-    ``shutdown_grace`` seconds to finish, and the adapters' AWS clients are closed.
+    ``on_ready`` receives the address the server listens on (``http://0.0.0.0:8000`` when it
+    listens on every interface). The signals only set the stop event: the listener closes,
+    in-flight requests get up to ``shutdown_grace`` seconds to finish, and the adapters' AWS
+    clients are closed.
     """
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
@@ -39,7 +41,7 @@ async def serve_until_stopped(
     try:
         async with server:
             if on_ready is not None:
-                on_ready(server.url)
+                on_ready(server.bind_url)
             await stop.wait()
             logger.info("stop requested: draining")
     finally:
