@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,13 @@ from module_sdk.testing import RedisServer, ScriptedLambdaServer
 from moto_support import FAKE_KEY_ID, FAKE_SECRET, MotoLambda
 
 __all__ = ["FAKE_KEY_ID", "FAKE_SECRET", "MotoLambda"]
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Name the random order's seed also under ``-q`` (which hides pytest-randomly's header)."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if isinstance(seed, int) and getattr(config.option, "randomly_reorganize", True):
+        terminalreporter.write_line(f"random test order: repeat it with --randomly-seed={seed}")
 
 
 @pytest.fixture(autouse=True)

@@ -431,3 +431,50 @@ async def test_breakers_are_per_endpoint(scripted: ScriptedLambdaServer) -> None
         answer = await healthy.execute_async(request())
     assert answer.success, answer.error
     assert healthy.get_health_status()["circuit_state"] == "closed"
+
+
+async def test_breakers_of_two_accounts_are_apart(scripted: ScriptedLambdaServer) -> None:
+    """Same function name, same endpoint, other credentials: one account's outage leaves the
+    other account's breaker closed."""
+    name = unique()
+    scripted.script(name, *[Reply.aws_error(503, "ServiceException", "down")] * 2)
+
+    def adapter(key_id: str) -> LambdaAdapter:
+        return LambdaAdapter(
+            name,
+            "us-east-1",
+            "dice",
+            endpoint_url=scripted.url,
+            aws_access_key_id=key_id,
+            aws_secret_access_key="not-a-real-secret",
+            max_retries=0,
+            circuit_breaker=CircuitBreakerConfig(consecutive_failures=2, open_duration=60.0),
+        )
+
+    async with adapter("AKIDACCOUNTONE000001") as one, adapter("AKIDACCOUNTTWO000002") as two:
+        for _ in range(2):
+            assert (await one.execute_async(request())).error_code == "service_error"
+        assert (await one.execute_async(request())).error_code == "circuit_open"
+        assert (await two.execute_async(request())).success
+        assert two.get_health_status()["circuit_state"] == "closed"
+    assert scripted.count(name) == 3
+
+
+def test_breaker_key_names_account_and_endpoint_without_secrets() -> None:
+    """The key holds the ARN's account or a digest of the credentials, and no userinfo."""
+    from module_sdk.aws_lambda.clients import ClientSettings
+    from module_sdk.aws_lambda.naming import resolve_function
+    from module_sdk.resilience.breaker import breaker_key
+
+    settings = ClientSettings(
+        "us-east-1", aws_access_key_id="AKIDSECRETISH0001", aws_secret_access_key="s3cr3t"
+    )
+    plain = resolve_function("dice")
+    key = breaker_key(plain, "us-east-1", "http://user:pa55@127.0.0.1:3001/", settings.identity())
+    assert key.startswith("http://127.0.0.1:3001|key-")
+    assert "AKIDSECRETISH0001" not in key and "s3cr3t" not in key and "pa55" not in key
+    arn = resolve_function("arn:aws:lambda:us-west-2:123456789012:function:dice")
+    assert breaker_key(arn, "us-west-2", None, settings.identity()).startswith(
+        "aws|123456789012|us-west-2:"
+    )
+    assert breaker_key(plain, "us-east-1") == "aws|default|us-east-1:dice:$LATEST"

@@ -325,6 +325,7 @@ class LambdaAdapter(BaseAdapter):
             endpoint=endpoint_url
             or os.environ.get("AWS_ENDPOINT_URL_LAMBDA")
             or os.environ.get("AWS_ENDPOINT_URL"),
+            identity=settings.identity(),
             module_name=self.module_name,
             invocation_type=invocation_type,
             clock=self._clock,

@@ -9,6 +9,7 @@ loop it was created on; a different loop gets its own.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import weakref
 from dataclasses import dataclass, field
@@ -42,6 +43,15 @@ class ClientSettings:
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+
+    def identity(self) -> str:
+        """Which credentials these settings call with, safe to show: a digest of the access
+        key id (never the secret), a digest of the profile name, or ``default`` (the chain)."""
+        if self.aws_access_key_id:
+            return "key-" + hashlib.sha256(self.aws_access_key_id.encode()).hexdigest()[:12]
+        if self.profile_name:
+            return "profile-" + hashlib.sha256(self.profile_name.encode()).hexdigest()[:12]
+        return "default"
 
     def config(self) -> AioConfig:
         """The botocore config: our timeouts, a big pool, and botocore's retries switched off."""

@@ -35,6 +35,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from module_sdk.errors import ConfigurationError, ErrorCode, ModuleSDKError, PolicyRejection
 from module_sdk.outcomes import NOT_REACHED_CODES, OUTAGE_CODES
@@ -383,15 +384,41 @@ def process_breakers(clock: Clock) -> MemoryBreakerStore:
     return store
 
 
-def breaker_key(target: FunctionTarget, region: str, endpoint: str | None = None) -> str:
-    """One breaker per function version at one endpoint.
+def breaker_key(
+    target: FunctionTarget,
+    region: str,
+    endpoint: str | None = None,
+    identity: str | None = None,
+) -> str:
+    """One breaker per function version, in one account, at one endpoint.
 
-    ``endpoint|region:function:qualifier``, where ``endpoint`` is the Lambda API endpoint
-    (``aws`` for AWS's own) and ``function`` the name or ARN sent (an ARN names the account):
-    a dead test endpoint never opens the breaker of the same function name on AWS.
+    ``endpoint|account|region:function:qualifier``: ``endpoint`` is the Lambda API endpoint
+    (``aws`` for AWS's own; any ``user:password@`` in it is dropped), ``account`` the account
+    of an ARN or else ``identity`` (which credentials call: a digest, never a key or secret;
+    ``default`` for the default credential chain). A dead test endpoint never opens the
+    breaker of the same function name on AWS, nor one account's the other's.
     """
-    where = endpoint.rstrip("/") if endpoint else "aws"
-    return f"{where}|{region}:{target.function_name}:{target.qualifier or '$LATEST'}"
+    where = _without_userinfo(endpoint.rstrip("/")) if endpoint else "aws"
+    account = _arn_account(target.function_name) or identity or "default"
+    return f"{where}|{account}|{region}:{target.function_name}:{target.qualifier or '$LATEST'}"
+
+
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _arn_account(function_name: str) -> str | None:
+    """The account of ``arn:aws:lambda:REGION:ACCOUNT:function:NAME`` or
+    ``ACCOUNT:function:NAME``, else None."""
+    fields = function_name.split(":")
+    if fields[0] == "arn" and len(fields) >= 5:
+        return fields[4] or None
+    if len(fields) >= 3 and fields[1] == "function":
+        return fields[0]
+    return None
 
 
 class CircuitBreakerPolicy:

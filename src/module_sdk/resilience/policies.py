@@ -54,6 +54,7 @@ def build_policies(
     target: FunctionTarget,
     region: str,
     endpoint: str | None = None,
+    identity: str | None = None,
     module_name: str,
     invocation_type: str,
     clock: Clock,
@@ -115,7 +116,7 @@ def build_policies(
         policies.append(
             CircuitBreakerPolicy(
                 circuit_breaker,
-                key=breaker_key(target, region, endpoint),
+                key=breaker_key(target, region, endpoint, identity),
                 store=process_breakers(clock) if state is None else state.breaker_store(),
                 now=now,
             )
