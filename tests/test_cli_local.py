@@ -267,3 +267,36 @@ def test_invoke_uses_the_standard_aws_configuration(
     document = json.loads(capsys.readouterr().out)
     assert status == 0
     assert document["message"].startswith("8-ball: ")
+
+
+@pytest.mark.parametrize("how", ["--endpoint-url", "AWS_ENDPOINT_URL_LAMBDA"])
+def test_invoke_a_local_endpoint_without_aws_credentials(
+    how: str,
+    runtime: RuntimeThread,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No credentials, no region: a loopback endpoint still answers (stand-in credentials)."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name)
+    argv = ["invoke", "dice", "--command", "!roll", "d6"]
+    if how == "--endpoint-url":
+        argv += ["--endpoint-url", runtime.url]
+    else:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", runtime.url)
+    status = main(argv)
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert captured.out.startswith("dice: OK after 1 attempt(s)\n")
+
+
+def test_invoke_names_an_endpoint_without_its_scheme(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--endpoint-url 127.0.0.1:3001`` names the missing scheme (not the region)."""
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    status = main(["invoke", "dice", "--command", "!roll", "--endpoint-url", "127.0.0.1:3001"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "needs its scheme" in err and "--endpoint-url http://127.0.0.1:3001" in err
+    assert "region" not in err

@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any
 from module_sdk._models import Diagnostics, ExecuteRequest, ExecuteResponse
 from module_sdk.adapters.base_adapter import BaseAdapter
 from module_sdk.adapters.health import HealthWindow
-from module_sdk.aws_lambda.clients import DEFAULT_MAX_CONNECTIONS, ClientPool, ClientSettings
+from module_sdk.aws_lambda.clients import (
+    DEFAULT_MAX_CONNECTIONS,
+    ClientPool,
+    ClientSettings,
+    credentials_missing,
+)
 from module_sdk.aws_lambda.invoker import AioBotocoreInvoker, InvokeCall, Invoker
 from module_sdk.aws_lambda.lean_invoker import LeanInvoker
 from module_sdk.aws_lambda.naming import FunctionTarget, resolve_function, validate_region
@@ -293,6 +298,7 @@ class LambdaAdapter(BaseAdapter):
             read_timeout=self.read_timeout,
             max_connections=max_connections,
         )
+        self._settings = settings if invoker is None and client is None else None
         if invoker is not None:
             self._invoker: Invoker = invoker
         elif client is not None:
@@ -543,6 +549,18 @@ class LambdaAdapter(BaseAdapter):
             )
         self._notify("on_finish", invocation, response, self._clock.monotonic() - started)
         return response
+
+    async def credentials_missing(self) -> bool:
+        """True when calls would go to AWS (not a loopback endpoint) and the credential chain
+        finds nothing to sign them with: each would fail with ``error_code="credentials"``.
+        Adapters given their own ``client`` or ``invoker`` answer False."""
+        if self._settings is None:
+            return False
+        return await credentials_missing(
+            endpoint_url=self._settings.endpoint_url,
+            profile_name=self._settings.profile_name,
+            aws_access_key_id=self._settings.aws_access_key_id,
+        )
 
     async def aclose(self) -> None:
         """Let the calls in flight finish, then release this adapter's share of the AWS

@@ -10,17 +10,30 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import logging
+import os
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 
-from module_sdk.aws_lambda.redact import install_log_redaction
+from module_sdk.aws_lambda.redact import install_log_redaction, without_userinfo
 
-__all__ = ["DEFAULT_MAX_CONNECTIONS", "ClientPool", "ClientSettings", "default_pool"]
+__all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
+    "STAND_IN_ACCESS_KEY_ID",
+    "ClientPool",
+    "ClientSettings",
+    "credential_arguments",
+    "default_pool",
+    "is_loopback",
+    "service_endpoint",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +41,10 @@ DEFAULT_MAX_CONNECTIONS = 256
 """Default size of each client's connection pool (botocore's own default is 10)."""
 
 _USER_AGENT = "waddlebot-module-sdk"
+
+STAND_IN_ACCESS_KEY_ID = "waddlebot-local-stand-in"
+"""The access key id signed with when a loopback endpoint is called without credentials."""
+_STAND_IN_SECRET = "waddlebot-local-stand-in"  # noqa: S105 - not a secret: loopback only
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +85,98 @@ class ClientSettings:
         )
 
 
+def service_endpoint(
+    endpoint_url: str | None, service: str = "lambda", environ: Mapping[str, str] | None = None
+) -> str | None:
+    """The endpoint botocore will call: ``endpoint_url``, else ``AWS_ENDPOINT_URL_<SERVICE>``,
+    else ``AWS_ENDPOINT_URL``, else None (AWS's own)."""
+    env = os.environ if environ is None else environ
+    return (
+        endpoint_url
+        or env.get(f"AWS_ENDPOINT_URL_{service.upper()}")
+        or env.get("AWS_ENDPOINT_URL")
+        or None
+    )
+
+
+def is_loopback(url: str | None) -> bool:
+    """True for an endpoint on this machine (``localhost``, ``127.0.0.0/8``, ``::1``)."""
+    if not url:
+        return False
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def credential_arguments(
+    session: AioSession,
+    *,
+    endpoint_url: str | None,
+    aws_access_key_id: str | None = None,
+    aws_secret_access_key: str | None = None,
+    aws_session_token: str | None = None,
+    service: str = "lambda",
+    said: set[str] | None = None,
+) -> dict[str, str | None]:
+    """The credential arguments for ``session.create_client(...)``.
+
+    Explicit keys are used as given. Otherwise the session's credential chain is used, except
+    when the endpoint (``endpoint_url`` or the ``AWS_ENDPOINT_URL*`` variables) is a loopback
+    address and the chain finds nothing: a local endpoint (``waddlebot-lambda local``, moto,
+    LocalStack) does not check signatures, but botocore refuses to send an unsigned call, so
+    stand-in credentials are used and this is said once per endpoint at INFO (``said``
+    remembers the endpoints already named). Against AWS, no credentials stay an error at the
+    first call (``error_code="credentials"``).
+    """
+    given: dict[str, str | None] = {
+        "aws_access_key_id": aws_access_key_id,
+        "aws_secret_access_key": aws_secret_access_key,
+        "aws_session_token": aws_session_token,
+    }
+    if aws_access_key_id:
+        return given
+    endpoint = service_endpoint(endpoint_url, service)
+    if not is_loopback(endpoint) or await session.get_credentials() is not None:
+        return given
+    assert endpoint is not None
+    if said is None or endpoint not in said:
+        if said is not None:
+            said.add(endpoint)
+        logger.info(
+            "no AWS credentials found; calling the local endpoint %s with stand-in credentials "
+            "(it does not check signatures)",
+            without_userinfo(endpoint),
+        )
+    return {
+        "aws_access_key_id": STAND_IN_ACCESS_KEY_ID,
+        "aws_secret_access_key": _STAND_IN_SECRET,
+        "aws_session_token": None,
+    }
+
+
+async def credentials_missing(
+    *,
+    endpoint_url: str | None,
+    profile_name: str | None = None,
+    aws_access_key_id: str | None = None,
+    service: str = "lambda",
+) -> bool:
+    """True when calls to a non-loopback endpoint would have no credentials to sign with."""
+    if aws_access_key_id or is_loopback(service_endpoint(endpoint_url, service)):
+        return False
+    try:
+        return await AioSession(profile=profile_name).get_credentials() is None
+    except Exception:  # a missing profile and such: the first call names it
+        return False
+
+
 _LOADER: Any = None
 
 
@@ -98,6 +207,7 @@ class ClientPool:
         self._sessions: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[str | None, AioSession]
         ] = weakref.WeakKeyDictionary()
+        self._stand_in_said: set[str] = set()
 
     def open_clients(self) -> int:
         """How many clients are open (all loops); for tests and diagnostics."""
@@ -125,14 +235,21 @@ class ClientPool:
             per_loop[settings] = entry
             entry.refs += 1
             try:
-                context = self._session(loop, settings.profile_name).create_client(
-                    "lambda",
-                    region_name=settings.region,
+                session = self._session(loop, settings.profile_name)
+                credentials = await credential_arguments(
+                    session,
                     endpoint_url=settings.endpoint_url,
                     aws_access_key_id=settings.aws_access_key_id,
                     aws_secret_access_key=settings.aws_secret_access_key,
                     aws_session_token=settings.aws_session_token,
+                    said=self._stand_in_said,
+                )
+                context = session.create_client(
+                    "lambda",
+                    region_name=settings.region,
+                    endpoint_url=settings.endpoint_url,
                     config=settings.config(),
+                    **credentials,
                 )
                 client = await context.__aenter__()
             except BaseException as exc:

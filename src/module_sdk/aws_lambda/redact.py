@@ -15,8 +15,15 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["BOTOCORE_LOGGERS", "RedactingFilter", "install_log_redaction", "redact"]
+__all__ = [
+    "BOTOCORE_LOGGERS",
+    "RedactingFilter",
+    "install_log_redaction",
+    "redact",
+    "without_userinfo",
+]
 
 _PATTERNS = (
     # access key ids: long-term (AKIA), temporary (ASIA), and the other IAM unique ids
@@ -63,6 +70,14 @@ BOTOCORE_LOGGERS = tuple(
     for module in modules
 )
 """The loggers that print requests, signing steps, responses or credential sources."""
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` without a ``user:password@`` part (endpoints are shown in logs and keys)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def redact(text: str) -> str:

@@ -18,8 +18,6 @@ from module_sdk.resilience.pipeline import Invocation
 
 __all__ = ["AttemptTrace", "format_response", "register"]
 
-_LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-
 
 class AttemptTrace:
     """An :class:`~module_sdk.resilience.pipeline.InvocationObserver` recording each call.
@@ -197,13 +195,26 @@ def _region(args: argparse.Namespace) -> str:
         region = None
     if region:
         return str(region)
-    if args.endpoint_url and _is_local(args.endpoint_url):
-        return "us-east-1"
+    from module_sdk.aws_lambda.clients import is_loopback, service_endpoint
+
+    if is_loopback(service_endpoint(args.endpoint_url)):
+        return "us-east-1"  # a local endpoint answers for any region
     raise CommandError("no AWS region: pass --region (or set AWS_REGION)")
 
 
-def _is_local(url: str) -> bool:
-    return (urlsplit(url).hostname or "") in _LOCAL_HOSTS
+def _check_endpoint(url: str | None) -> None:
+    """A clear error for an endpoint that is not an http(s) URL (``127.0.0.1:3001``)."""
+    from module_sdk.cli import CommandError
+
+    if url is None:
+        return
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return
+    hint = f"http://{url}" if "://" not in url else "http://127.0.0.1:3001"
+    raise CommandError(
+        f"--endpoint-url {url!r} is not a URL: it needs its scheme, such as --endpoint-url {hint}"
+    )
 
 
 def format_response(function: str, response: ExecuteResponse, attempts: int | None) -> str:
@@ -230,18 +241,9 @@ def _run(args: argparse.Namespace) -> int:
 
     if not 0 <= args.max_retries <= 100:
         raise CommandError(f"--max-retries {args.max_retries} is invalid: use 0 to 100")
+    _check_endpoint(args.endpoint_url)
     request = build_request(args)
     region = _region(args)
-    credentials: dict[str, Any] = {}
-    if (
-        args.endpoint_url
-        and _is_local(args.endpoint_url)
-        and not args.profile
-        and not os.environ.get("AWS_ACCESS_KEY_ID")
-        and not os.environ.get("AWS_PROFILE")
-    ):
-        # The local runtime does not check signatures; spare the credential-chain lookup.
-        credentials = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
     trace = AttemptTrace(sys.stderr if args.verbose else None)
     adapter = LambdaAdapter(
         args.function,
@@ -255,7 +257,6 @@ def _run(args: argparse.Namespace) -> int:
         profile_name=args.profile,
         log_type="Tail" if (args.log_tail or args.verbose) else "None",
         observers=[trace],
-        **credentials,
     )
 
     async def call() -> ExecuteResponse:

@@ -35,8 +35,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
+from module_sdk.aws_lambda.redact import without_userinfo
 from module_sdk.errors import ConfigurationError, ErrorCode, ModuleSDKError, PolicyRejection
 from module_sdk.outcomes import NOT_REACHED_CODES, OUTAGE_CODES
 from module_sdk.resilience.clock import SystemClock
@@ -398,16 +398,9 @@ def breaker_key(
     ``default`` for the default credential chain). A dead test endpoint never opens the
     breaker of the same function name on AWS, nor one account's the other's.
     """
-    where = _without_userinfo(endpoint.rstrip("/")) if endpoint else "aws"
+    where = without_userinfo(endpoint.rstrip("/")) if endpoint else "aws"
     account = _arn_account(target.function_name) or identity or "default"
     return f"{where}|{account}|{region}:{target.function_name}:{target.qualifier or '$LATEST'}"
-
-
-def _without_userinfo(url: str) -> str:
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _arn_account(function_name: str) -> str | None:

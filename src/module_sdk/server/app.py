@@ -218,6 +218,15 @@ def _refuse_constant(name: str) -> Any:
     raise BadRequest(f"the body is not valid JSON ({name} is not a JSON number)")
 
 
+def _credentials_failing(status: dict[str, Any], none_at_start: bool) -> bool:
+    """True while a module's calls fail for want of credentials (no success since)."""
+    if none_at_start and status.get("last_success") is None:
+        return True
+    return bool(
+        status.get("last_error_code") == "credentials" and status.get("consecutive_failures")
+    )
+
+
 class _Module:
     """A module as the server sees it: its adapter, commands and in-flight count."""
 
@@ -310,6 +319,7 @@ class ModuleServer:
         self._key: bytes | None = key.encode() if key else None
         given = dict(adapters or {})
         self._modules: dict[str, _Module] = {}
+        self._no_credentials: set[str] = set()
         self._by_command: dict[str, _Module] = {}
         self.metrics = _metrics_setting(metrics)
         observers = () if self.metrics is None else (self.metrics,)
@@ -411,6 +421,7 @@ class ModuleServer:
         self.port = port
         self.url = f"http://{_bracketed(shown)}:{port}"
         self.bind_url = f"http://{_bracketed(self.host or '0.0.0.0')}:{port}"
+        await self._check_credentials()
         logger.info(
             "module server listening on %s%s with %d module(s)",
             self.bind_url,
@@ -418,6 +429,21 @@ class ModuleServer:
             len(self._modules),
         )
         return self.url
+
+    async def _check_credentials(self) -> None:
+        """Warn at start-up when calls to AWS would have no credentials (/health says so)."""
+        for module in self._modules.values():
+            check = getattr(module.adapter, "credentials_missing", None)
+            if check is not None and await check():
+                self._no_credentials.add(module.name)
+        if self._no_credentials:
+            logger.warning(
+                "no AWS credentials found for module(s) %s: every call will fail with "
+                "error_code 'credentials' until some are set (AWS_PROFILE, "
+                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or an instance role); /health "
+                "reports these modules unhealthy",
+                ", ".join(sorted(self._no_credentials)),
+            )
 
     async def aclose(self) -> None:
         """Graceful shutdown: stop accepting, drain in-flight requests, close the adapters."""
@@ -793,6 +819,12 @@ class ModuleServer:
                 status["last_error"] = "[hidden: send X-Service-Key to see it]"
             status["in_flight"] = module.in_flight
             status["rejected_busy"] = module.rejected
+            if _credentials_failing(status, module.name in self._no_credentials):
+                # Not a passing fault: every call fails the same way until credentials are set.
+                status["is_healthy"] = False
+                status["credentials"] = "missing"
+            else:
+                self._no_credentials.discard(module.name)
             modules[module.name] = status
             healthy = healthy and bool(status["is_healthy"])
         state = "draining" if self._draining else ("healthy" if healthy else "unhealthy")
