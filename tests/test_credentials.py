@@ -72,6 +72,17 @@ async def test_loopback_endpoint_without_credentials_uses_stand_ins(
 
 
 @pytest.mark.usefixtures("no_credentials")
+async def test_lean_client_uses_the_same_stand_ins(scripted: ScriptedLambdaServer) -> None:
+    """The lean HTTP path takes its credentials from the same function."""
+    async with LambdaAdapter(
+        "dice", "us-east-1", "dice", endpoint_url=scripted.url, http_client="lean"
+    ) as adapter:
+        response = await adapter.execute_async(request())
+    assert response.success, response.error
+    assert signed_with(scripted) == STAND_IN_ACCESS_KEY_ID
+
+
+@pytest.mark.usefixtures("no_credentials")
 async def test_loopback_endpoint_from_the_environment(
     scripted: ScriptedLambdaServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

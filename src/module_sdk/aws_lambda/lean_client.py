@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiobotocore.session import AioSession
 
-from module_sdk.aws_lambda.clients import ClientSettings, _shared_loader
+from module_sdk.aws_lambda.clients import ClientSettings, _shared_loader, credential_arguments
 from module_sdk.aws_lambda.redact import install_log_redaction
 from module_sdk.aws_lambda.sigv4 import SigV4Signer, canonical_host
 
@@ -190,11 +190,18 @@ class LeanClient:
         context = await asyncio.to_thread(_ssl_context, endpoint.verify)
         session = AioSession(profile=settings.profile_name)
         session.register_component("data_loader", _shared_loader(session))
-        if settings.aws_access_key_id is not None:
+        given = await credential_arguments(
+            session,
+            endpoint_url=settings.endpoint_url,
+            aws_access_key_id=settings.aws_access_key_id,
+            aws_secret_access_key=settings.aws_secret_access_key,
+            aws_session_token=settings.aws_session_token,
+        )
+        if given["aws_access_key_id"] is not None:  # explicit, or stand-ins for loopback
             session.set_credentials(
-                settings.aws_access_key_id,
-                settings.aws_secret_access_key,
-                settings.aws_session_token,
+                given["aws_access_key_id"],
+                given["aws_secret_access_key"],
+                given["aws_session_token"],
             )
         credentials = await session.get_credentials()
         connector = aiohttp.TCPConnector(
