@@ -253,16 +253,23 @@ async def test_expiring_credentials_are_refreshed(
 
 @pytest.mark.parametrize("path", ["lean", "aiobotocore"])
 async def test_no_credentials_is_a_credentials_error(
-    monkeypatch: pytest.MonkeyPatch, scripted: ScriptedLambdaServer, path: str
+    monkeypatch: pytest.MonkeyPatch, path: str
 ) -> None:
-    """Without any credentials both paths answer ``credentials`` and send nothing."""
+    """Without any credentials both paths answer ``credentials`` and send nothing (an endpoint
+    that is not loopback: loopback ones get stand-ins; 192.0.2.1 is a documentation address)."""
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     async with LambdaAdapter(
-        "dice", "us-east-1", "dice", endpoint_url=scripted.url, http_client=path, max_retries=0
+        "dice",
+        "us-east-1",
+        "dice",
+        endpoint_url="http://192.0.2.1:9",
+        http_client=path,
+        max_retries=0,
+        connect_timeout=0.5,
     ) as adapter:
         answer = await adapter.execute_async(REQUEST)
-    assert answer.error_code == "credentials" and scripted.count() == 0
+    assert answer.error_code == "credentials"
 
 
 async def test_pool_shares_one_client_and_closes_it(scripted: ScriptedLambdaServer) -> None:
