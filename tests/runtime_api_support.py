@@ -63,6 +63,11 @@ while True:
                           "stackTrace": ["line 1"]}}).encode(),
              {{"Lambda-Runtime-Function-Error-Type": "DiceError"}})
         continue
+    if action == "error_then_exit":  # as Node.js does after an uncaught exception
+        call("POST", f"/invocation/{{rid}}/error",
+             json.dumps({{"errorMessage": "late failure", "errorType": "RangeError"}}).encode())
+        time.sleep(0.3)
+        os._exit(129)
     if action == "hang":
         time.sleep(60)
     if action == "gate":  # held until the test creates the file: no timing assumptions

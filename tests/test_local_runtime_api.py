@@ -117,6 +117,24 @@ async def test_function_error_is_unhandled_with_the_runtime_error(tmp_path: Path
     assert "FunctionError" not in again
 
 
+async def test_runtime_exiting_after_its_error_reply_never_gets_the_next_call(
+    tmp_path: Path,
+) -> None:
+    """A runtime that reports an error and then exits (Node.js after an uncaught exception)
+    is not handed the next call before it asks for one: that call runs in a new environment."""
+    async with _runtime(tmp_path) as rt:
+        failed = await invoke_both(
+            rt.url, FunctionName="pyboot", Payload=b'{"action": "error_then_exit"}'
+        )
+        after = await invoke_both(rt.url, FunctionName="pyboot", Payload=b'{"n": 1}')
+        assert rt.stats.cold_starts["pyboot"] == 3  # one per failed call, one for the rest
+    for result in failed:
+        assert result["FunctionError"] == "Unhandled"
+        assert _payload(result)["errorType"] == "RangeError"
+    for result in after:
+        assert "FunctionError" not in result, _payload(result)
+
+
 async def test_timeout_kills_the_environment(tmp_path: Path) -> None:
     """Past the timeout: Sandbox.Timedout, the process is killed, the next call is cold."""
     toml = DEFAULT_TOML.replace("timeout = 2", "timeout = 0.5")

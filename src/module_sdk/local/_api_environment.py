@@ -256,6 +256,7 @@ class ApiEnvironment:
         if tenant_id is not None:
             headers["Lambda-Runtime-Aws-Tenant-Id"] = tenant_id
         invocation = Invocation(request_id, body, headers, sink=sink)
+        started = time.monotonic()
         self.api.submit(invocation)
         watched: set[asyncio.Future[Any]] = {invocation.done, self.exited}
         try:
@@ -269,6 +270,8 @@ class ApiEnvironment:
             raise
         if invocation.done.done():
             reply: Reply = invocation.done.result()
+            if reply.error:
+                await self._settle(started)
             return RunResult(
                 body=reply.body,
                 error=reply.error,
@@ -281,6 +284,26 @@ class ApiEnvironment:
             raise Crashed(exit_text(self.exited.result()), self.output.take())
         self.kill()
         raise TimedOut(self.output.take())
+
+    async def _settle(self, started: float) -> None:
+        """After an error reply, wait until the runtime asks for more or exits.
+
+        A runtime reports an uncaught exception and then exits (Node.js does); handing the
+        next call to it in between would fail an innocent call with ``Runtime.ExitError``.
+        Lambda gives the next call only to a runtime that asked for it; so does this.
+        """
+        if self.api.asking.is_set() or self.exited.done():
+            self.dead = self.exited.done()
+            return
+        asking: asyncio.Future[Any] = asyncio.ensure_future(self.api.asking.wait())
+        try:
+            remaining = max(0.0, self.spec.timeout - (time.monotonic() - started))
+            watched: set[asyncio.Future[Any]] = {asking, self.exited}
+            await asyncio.wait(watched, timeout=remaining, return_when="FIRST_COMPLETED")
+        finally:
+            asking.cancel()
+        if not self.api.asking.is_set():
+            self.kill()  # exited, or neither asked nor exited in time: never reuse it
 
     def kill(self) -> None:
         """Kill the runtime and every process it started."""

@@ -106,6 +106,8 @@ class RuntimeApi:
         self.init_error: asyncio.Future[bytes] = loop.create_future()
         """Resolved with the body of ``/runtime/init/error``."""
         self.current: Invocation | None = None
+        self.asking = asyncio.Event()
+        """Set while the runtime waits in ``/next`` (it is ready for another event)."""
         self._pending: deque[Invocation] = deque()
         self._waiters: deque[asyncio.Future[Invocation]] = deque()
         self._recent: deque[str] = deque(maxlen=_RECENT)
@@ -272,6 +274,7 @@ class RuntimeApi:
     ) -> None:
         if not self.ready.done():
             self.ready.set_result(None)
+        self.asking.set()
         if self._pending:
             invocation = self._pending.popleft()
         else:
@@ -298,6 +301,7 @@ class RuntimeApi:
                     # The reader allows one waiter: let the watch let go before reading on.
                     with contextlib.suppress(asyncio.CancelledError):
                         await closed
+        self.asking.clear()
         self.current = invocation
         await self._send(conn, writer, 200, invocation.body, invocation.headers)
 
