@@ -320,3 +320,14 @@ def test_http_client_option_is_validated() -> None:
         LambdaAdapter("dice", "us-east-1", "dice", http_client="lean", pool=ClientPool())
     implied = LambdaAdapter("dice", "us-east-1", "dice", pool=ClientPool())
     assert implied.http_client == "aiobotocore"
+
+
+def test_invocation_ids_are_version_4_uuids() -> None:
+    """Each call's amz-sdk-invocation-id is a distinct RFC 4122 version-4 UUID."""
+    import uuid
+
+    invoker = LeanInvoker(ClientSettings(region="us-east-1"))
+    ids = [invoker._invocation_id() for _ in range(500)]
+    parsed = [uuid.UUID(i) for i in ids]
+    assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in parsed)
+    assert len(set(ids)) == 500 and all(str(u) == i for u, i in zip(parsed, ids, strict=True))

@@ -93,6 +93,7 @@ max_retry_delay = 2.0
 retry_on_timeout = false
 max_connections = 64
 log_type = "Tail"
+http_client = "aiobotocore"
 profile = "waddlebot"
 [aws.adapter]
 observers = []
@@ -105,6 +106,7 @@ version = "2.1.0"
 max_in_flight = 5
 read_timeout = 5.0
 max_retries = 0
+http_client = "lean"
 [[modules]]
 name = "weather"
 function = "arn:aws:lambda:us-west-2:123456789012:function:weather"
@@ -139,6 +141,7 @@ policies = []
     assert "policies" not in d
     w = kwargs(cfg, 1)
     assert (w["qualifier"], w["invocation_type"], w["policies"]) == ("live", "Event", [])
+    assert (d["http_client"], w["http_client"]) == ("lean", "aiobotocore")
     server = ModuleServer(cfg)
     info = server.modules["dice"].get_module_info()
     assert (info["function_name"], info["qualifier"], info["region"]) == (
@@ -206,6 +209,10 @@ def test_a_missing_file_says_so(tmp_path: Path) -> None:
         (config(aws={"region": "us-east-1", "max_retries": 1.5}), "aws.max_retries = 1.5"),
         (config(aws={"region": "us-east-1", "endpoint_url": "localhost"}), "http:// or https://"),
         (config(aws={"region": "us-east-1", "log_type": "All"}), "aws.log_type = 'All'"),
+        (
+            config(aws={"region": "us-east-1", "http_client": "requests"}),
+            "aws.http_client = 'requests'",
+        ),
         (config(aws="x"), "aws must be a table"),
         (config(server={"port": 70000}), "server.port = 70000 is invalid"),
         (config(server={"busy_error_codes": ["nope"]}), "unknown error code(s) ['nope']"),
@@ -250,6 +257,7 @@ def test_a_missing_file_says_so(tmp_path: Path) -> None:
         "float-retries",
         "bad-endpoint",
         "bad-log-type",
+        "bad-http-client",
         "aws-not-table",
         "bad-port",
         "bad-busy-code",

@@ -23,6 +23,8 @@ from botocore.session import get_session
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from module_sdk.aws_lambda.invoker import InvokeCall
+from module_sdk.aws_lambda.lean_invoker import invoke_headers, invoke_target
 from module_sdk.aws_lambda.sigv4 import (
     EMPTY_SHA256,
     SigningCredentials,
@@ -158,7 +160,8 @@ def test_same_authorization_as_botocore(
     when: datetime.datetime,
     secret: str,
 ) -> None:
-    """Every generated Invoke request gets botocore's Authorization, date and token headers.
+    """Every generated Invoke request gets botocore's Authorization, date and token headers,
+    and the lean invoker builds the same path, query and headers for it.
 
     Tenant ids and durable execution names are signed headers too.
     """
@@ -187,6 +190,23 @@ def test_same_authorization_as_botocore(
     assert added["Authorization"] == request.headers["Authorization"]
     assert added["X-Amz-Date"] == request.headers["X-Amz-Date"]
     assert added.get("X-Amz-Security-Token") == request.headers.get("X-Amz-Security-Token")
+
+    # The lean invoker builds the same path, query and headers from the same call.
+    call = InvokeCall(
+        function_name=function,
+        payload=payload,
+        invocation_type=invocation_type,
+        qualifier=qualifier,
+        log_type=log_type,
+        client_context=None if client_context is None else client_context.decode(),
+        tenant_id=tenant,
+        durable_execution_name=durable_name,
+    )
+    url = urlsplit(request.url)
+    prefix = urlsplit(endpoint).path.rstrip("/")
+    path, query = invoke_target(call.function_name, call.qualifier)
+    assert (prefix + path, query) == (url.path, url.query)
+    assert invoke_headers(call) == {k: v for k, v in unsigned.items() if k != "User-Agent"}
 
 
 @settings(max_examples=60, deadline=None)

@@ -68,7 +68,7 @@ INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 LOG_TYPES = ("None", "Tail")
 MAX_RETRIES_LIMIT = 100
 HTTP_CLIENTS = ("lean", "aiobotocore")
-DEFAULT_HTTP_CLIENT = "aiobotocore"
+DEFAULT_HTTP_CLIENT = "lean"
 
 
 def _positive(name: str, value: object, *, allow_zero: bool = False) -> float:
@@ -150,8 +150,8 @@ class LambdaAdapter(BaseAdapter):
         dead_letter_sync: also dead-letter failed RequestResponse calls.
         http_client: how Invoke requests are sent: ``"lean"`` (the SDK's own signed aiohttp
             request, a fraction of the CPU; ``docs/lean-invoke.md``) or ``"aiobotocore"``
-            (aiobotocore's client). Default: ``"aiobotocore"``; ``client`` or ``pool``
-            imply ``"aiobotocore"``.
+            (aiobotocore's client). Default: ``"lean"``; ``client`` or ``pool`` imply
+            ``"aiobotocore"``.
         client: an aiobotocore Lambda client you own (used as-is, never closed here).
         invoker: any object with ``invoke``/``aclose`` (replaces the AWS client entirely).
         clock / rng: time and randomness seams (tests pass a fake clock and a seeded RNG).
@@ -599,6 +599,7 @@ class LambdaAdapter(BaseAdapter):
                 "connect_timeout": self.connect_timeout,
                 "read_timeout": self.read_timeout,
                 "total_timeout": self.total_timeout,
+                "http_client": self.http_client,
                 "health": self.get_health_status(),
             }
         )

@@ -20,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import random
 import socket
 import time
-import uuid
 from typing import Any
 from urllib.parse import quote
 
@@ -42,18 +42,21 @@ from module_sdk.aws_lambda.invoker import (
 from module_sdk.aws_lambda.lean_client import USER_AGENT, LeanClient, LeanPool
 from module_sdk.errors import InvocationError
 
-__all__ = ["LeanInvoker", "invoke_request"]
+__all__ = ["LeanInvoker", "invoke_headers", "invoke_target"]
 
 _HASH_IN_THREAD_OVER = 256 * 1024
 """Bodies larger than this are hashed in a worker thread (about 1 ms per 400 KB)."""
 _SAFE = "-_.~"  # botocore's percent_encode: everything else in a label is escaped
 
 
-def invoke_request(call: InvokeCall) -> tuple[str, str, dict[str, str]]:
-    """The path (after any endpoint prefix), query and unsigned headers botocore builds for
-    ``call`` (the property test compares them with botocore's serializer)."""
-    path = f"/2015-03-31/functions/{quote(call.function_name, safe=_SAFE)}/invocations"
-    query = f"Qualifier={quote(call.qualifier, safe=_SAFE)}" if call.qualifier else ""
+def invoke_target(function_name: str, qualifier: str | None) -> tuple[str, str]:
+    """The path (after any endpoint prefix) and query botocore builds for an Invoke."""
+    path = f"/2015-03-31/functions/{quote(function_name, safe=_SAFE)}/invocations"
+    return path, f"Qualifier={quote(qualifier, safe=_SAFE)}" if qualifier else ""
+
+
+def invoke_headers(call: InvokeCall) -> dict[str, str]:
+    """The unsigned ``X-Amz-*`` headers botocore sends for ``call``."""
     headers = {
         "X-Amz-Invocation-Type": call.invocation_type,
         "X-Amz-Log-Type": call.log_type,
@@ -64,7 +67,23 @@ def invoke_request(call: InvokeCall) -> tuple[str, str, dict[str, str]]:
         headers["X-Amz-Durable-Execution-Name"] = call.durable_execution_name
     if call.tenant_id:
         headers["X-Amz-Tenant-Id"] = call.tenant_id
-    return path, query, headers
+    return headers
+
+
+class _Target:
+    """One function's signed path, query and request URL on one client (built once)."""
+
+    __slots__ = ("client", "path", "query", "text", "url")
+
+    def __init__(self, client: LeanClient, function_name: str, qualifier: str | None) -> None:
+        self.client = client
+        path, self.query = invoke_target(function_name, qualifier)
+        self.path = client.path_prefix + path
+        self.text = client.endpoint.url + path + (f"?{self.query}" if self.query else "")
+        self.url = URL(self.text, encoded=True)
+
+
+_TARGETS_KEPT = 256
 
 
 def _send_error(exc: BaseException, url: str, proxy: str | None = None) -> Any:
@@ -156,6 +175,16 @@ class LeanInvoker:
         self._pool = pool or default_lean_pool
         self._leases: dict[asyncio.AbstractEventLoop, LeanClient] = {}
         self._acquiring: dict[asyncio.AbstractEventLoop, asyncio.Future[LeanClient]] = {}
+        self._targets: dict[tuple[str, str | None], _Target] = {}
+        self._rng = random.Random()
+
+    def _invocation_id(self) -> str:
+        """A random version-4 UUID for ``amz-sdk-invocation-id`` (a tracing id, not a secret:
+        drawn from a seeded PRNG, a tenth of ``uuid.uuid4()``'s cost)."""
+        bits = self._rng.getrandbits(128)
+        bits = (bits & ~(0xF000 << 64) | (0x4000 << 64)) & ~(0xC000 << 48) | (0x8000 << 48)
+        h = f"{bits:032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
     @property
     def settings(self) -> ClientSettings:
@@ -190,7 +219,13 @@ class LeanInvoker:
         try:
             client = await self._client()
             credentials = await client.credentials()
-            path, query, headers = invoke_request(call)
+            key = (call.function_name, call.qualifier)
+            target = self._targets.get(key)
+            if target is None or target.client is not client:
+                if len(self._targets) >= _TARGETS_KEPT:
+                    self._targets.clear()
+                target = self._targets[key] = _Target(client, *key)
+            headers = invoke_headers(call)
             body = call.payload
             if len(body) > _HASH_IN_THREAD_OVER:
                 digest = await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest())
@@ -201,23 +236,23 @@ class LeanInvoker:
                 client.signer.sign(
                     "POST",
                     client.host,
-                    client.path_prefix + path,
-                    query,
+                    target.path,
+                    target.query,
                     headers,
                     digest,
                     credentials,
                     time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
                 )
             )
-            headers["amz-sdk-invocation-id"] = str(uuid.uuid4())
+            headers["amz-sdk-invocation-id"] = self._invocation_id()
             headers["amz-sdk-request"] = "attempt=1"
             headers["Accept-Encoding"] = "identity"
-            url = client.endpoint.url + path + (f"?{query}" if query else "")
+            url = target.text
             data: bytes | io.BytesIO = io.BytesIO(body) if len(body) > _STREAM_BODY_OVER else body
             endpoint = client.endpoint
             try:
                 response = await client.http.post(
-                    URL(url, encoded=True),
+                    target.url,
                     headers=headers,
                     data=data,
                     proxy=endpoint.proxy,

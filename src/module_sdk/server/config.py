@@ -25,7 +25,12 @@ from types import MappingProxyType
 from typing import Any
 
 from module_sdk._module import MODULE_NAME_PATTERN
-from module_sdk.adapters.lambda_adapter import INVOCATION_TYPES, LOG_TYPES, LambdaAdapter
+from module_sdk.adapters.lambda_adapter import (
+    HTTP_CLIENTS,
+    INVOCATION_TYPES,
+    LOG_TYPES,
+    LambdaAdapter,
+)
 from module_sdk.errors import ConfigurationError, ErrorCode
 
 __all__ = [
@@ -232,6 +237,9 @@ AWS_KEYS: Mapping[str, Key] = MappingProxyType(
         "retry_on_timeout": Key(_boolean, "retry after a read timeout", "retry_on_timeout"),
         "max_connections": Key(_int_range(1), "HTTP connection pool size", "max_connections"),
         "log_type": Key(_one_of(*LOG_TYPES), "'Tail' to receive the log tail", "log_type"),
+        "http_client": Key(
+            _one_of(*HTTP_CLIENTS), "'lean' (default) or 'aiobotocore'", "http_client"
+        ),
         "profile": Key(_string, "AWS shared-config profile", "profile_name"),
         "aws_access_key_id": Key(_string, "prefer the environment", "aws_access_key_id"),
         "aws_secret_access_key": Key(_string, "prefer the environment", "aws_secret_access_key"),
