@@ -18,7 +18,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from module_sdk._health import HealthStatus
-from module_sdk.errors import ConfigurationError, ErrorCode
+from module_sdk._validate import integer, number
+from module_sdk.errors import ErrorCode
 from module_sdk.outcomes import counts_for_health, is_error
 
 if TYPE_CHECKING:
@@ -73,12 +74,9 @@ class HealthWindow:
         circuit_state: Callable[[], str] | None = None,
         status: HealthStatus | None = None,
     ) -> None:
-        if not isinstance(window, int) or isinstance(window, bool) or window < 1:
-            raise ConfigurationError(f"window={window!r} is invalid: use an integer >= 1")
-        if not isinstance(max_age, int | float) or not max_age > 0:
-            raise ConfigurationError(f"max_age={max_age!r} is invalid: use a number of seconds > 0")
+        integer("window", window)
         self._clock = clock
-        self.max_age = float(max_age)
+        self.max_age = number("max_age", max_age, unit="a finite number of seconds")
         self.circuit_state = circuit_state
         self.status = status
         self._samples: deque[tuple[float, float]] = deque(maxlen=window)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import random
 from collections.abc import Mapping, Sequence
@@ -18,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from module_sdk._models import Diagnostics, ExecuteRequest, ExecuteResponse
 from module_sdk.adapters.base_adapter import BaseAdapter
 from module_sdk.adapters.health import HealthWindow
+from module_sdk.adapters.settings import MAX_RETRIES_LIMIT, LambdaSettings
+from module_sdk.aws_lambda.api import INVOCATION_TYPES, LOG_TYPES, InvocationType, LogType
 from module_sdk.aws_lambda.clients import (
     DEFAULT_MAX_CONNECTIONS,
     ClientPool,
@@ -60,23 +61,12 @@ if TYPE_CHECKING:
     from module_sdk.resilience.ratelimit import RateLimit
     from module_sdk.resilience.state import StateBackend
 
-__all__ = ["INVOCATION_TYPES", "LOG_TYPES", "LambdaAdapter"]
+__all__ = ["INVOCATION_TYPES", "LOG_TYPES", "MAX_RETRIES_LIMIT", "LambdaAdapter"]
 
 logger = logging.getLogger(__name__)
 
-INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
-LOG_TYPES = ("None", "Tail")
-MAX_RETRIES_LIMIT = 100
 HTTP_CLIENTS = ("lean", "aiobotocore")
 DEFAULT_HTTP_CLIENT = "lean"
-
-
-def _positive(name: str, value: object, *, allow_zero: bool = False) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and (value > 0 or (allow_zero and value == 0)):  # type: ignore[operator]
-        return float(value)  # type: ignore[arg-type]
-    bound = ">= 0" if allow_zero else "> 0"
-    raise ConfigurationError(f"{name}={value!r} is invalid: use a finite number {bound}")
 
 
 def _http_client(value: object, *, client: object, pool: object) -> str:
@@ -93,14 +83,6 @@ def _http_client(value: object, *, client: object, pool: object) -> str:
             "drop them, or pass http_client='aiobotocore'"
         )
     return str(value)
-
-
-def _optional_str(name: str, value: object) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise ConfigurationError(f"{name} is invalid: use a non-empty string or None")
-    return value
 
 
 class LambdaAdapter(BaseAdapter):
@@ -163,7 +145,7 @@ class LambdaAdapter(BaseAdapter):
         region: str,
         module_name: str,
         function_prefix: str | None = None,
-        invocation_type: str = "RequestResponse",
+        invocation_type: InvocationType = "RequestResponse",
         max_retries: int = 3,
         initial_retry_delay: float = 0.5,
         max_retry_delay: float = 30.0,
@@ -178,7 +160,7 @@ class LambdaAdapter(BaseAdapter):
         profile_name: str | None = None,
         endpoint_url: str | None = None,
         qualifier: str | None = None,
-        log_type: str = "None",
+        log_type: LogType = "None",
         total_timeout: float | None = None,
         retry_on_timeout: bool = True,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
@@ -200,57 +182,30 @@ class LambdaAdapter(BaseAdapter):
     ) -> None:
         super().__init__(module_name, module_version, required_scopes)
         self.region = validate_region(region)
-        if invocation_type not in INVOCATION_TYPES:
-            raise ConfigurationError(
-                f"invocation_type={invocation_type!r} is invalid: use one of "
-                + ", ".join(INVOCATION_TYPES)
-            )
-        if log_type not in LOG_TYPES:
-            raise ConfigurationError(f"log_type={log_type!r} is invalid: use 'None' or 'Tail'")
-        if (
-            not isinstance(max_retries, int)
-            or isinstance(max_retries, bool)
-            or not 0 <= max_retries <= MAX_RETRIES_LIMIT
-        ):
-            raise ConfigurationError(
-                f"max_retries={max_retries!r} is invalid: use an integer from 0 to "
-                f"{MAX_RETRIES_LIMIT}"
-            )
-        self.initial_retry_delay = _positive("initial_retry_delay", initial_retry_delay)
-        self.max_retry_delay = _positive("max_retry_delay", max_retry_delay)
-        self.connect_timeout = _positive("connect_timeout", connect_timeout)
-        self.read_timeout = _positive("read_timeout", read_timeout)
-        self.total_timeout = (
-            None if total_timeout is None else _positive("total_timeout", total_timeout)
+        self.settings = LambdaSettings(
+            invocation_type=invocation_type,
+            log_type=log_type,
+            max_retries=max_retries,
+            initial_retry_delay=initial_retry_delay,
+            max_retry_delay=max_retry_delay,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            total_timeout=total_timeout,
+            retry_on_timeout=retry_on_timeout,
+            max_connections=max_connections,
+            endpoint_url=endpoint_url,
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key,
+            aws_session_token=aws_session_token,
+            profile_name=profile_name,
         )
-        if (
-            not isinstance(max_connections, int)
-            or isinstance(max_connections, bool)
-            or max_connections < 1
-        ):
-            raise ConfigurationError(
-                f"max_connections={max_connections!r} is invalid: use an integer >= 1"
-            )
-        if endpoint_url is not None and (
-            not isinstance(endpoint_url, str)
-            or not endpoint_url.startswith(("http://", "https://"))
-        ):
-            raise ConfigurationError(
-                f"endpoint_url={endpoint_url!r} is invalid: use an http:// or https:// URL"
-            )
-        access_key = _optional_str("aws_access_key_id", aws_access_key_id)
-        secret_key = _optional_str("aws_secret_access_key", aws_secret_access_key)
-        session_token = _optional_str("aws_session_token", aws_session_token)
-        if (access_key is None) != (secret_key is None):
-            raise ConfigurationError(
-                "aws_access_key_id and aws_secret_access_key must be given together "
-                "(or neither, to use the standard AWS credential chain)"
-            )
-        if session_token is not None and access_key is None:
-            raise ConfigurationError(
-                "aws_session_token needs aws_access_key_id and aws_secret_access_key too"
-            )
-        self.profile_name = _optional_str("profile_name", profile_name)
+        settings = self.settings
+        self.initial_retry_delay = settings.initial_retry_delay
+        self.max_retry_delay = settings.max_retry_delay
+        self.connect_timeout = settings.connect_timeout
+        self.read_timeout = settings.read_timeout
+        self.total_timeout = settings.total_timeout
+        self.profile_name = settings.profile_name
 
         self.target: FunctionTarget = resolve_function(
             function_identifier, prefix=function_prefix, qualifier=qualifier
@@ -268,12 +223,12 @@ class LambdaAdapter(BaseAdapter):
                 self.target.region,
             )
         self.invoke_region = self.target.region or self.region
-        self.invocation_type = invocation_type
-        self.log_type = log_type
-        self.max_retries = max_retries
-        self.retry_on_timeout = bool(retry_on_timeout)
-        self.endpoint_url = endpoint_url
-        self.max_connections = max_connections
+        self.invocation_type: InvocationType = settings.invocation_type
+        self.log_type = settings.log_type
+        self.max_retries = settings.max_retries
+        self.retry_on_timeout = settings.retry_on_timeout
+        self.endpoint_url = settings.endpoint_url
+        self.max_connections = settings.max_connections
 
         self._clock: Clock = clock or SystemClock()
         self._rng = rng or random.Random()
@@ -287,31 +242,31 @@ class LambdaAdapter(BaseAdapter):
             None if self._dead_letter is None else self._dead_letter.sink
         )
         self.http_client = _http_client(http_client, client=client, pool=pool)
-        settings = ClientSettings(
+        client_settings = ClientSettings(
             region=self.invoke_region,
-            endpoint_url=endpoint_url,
-            aws_access_key_id=access_key,
-            aws_secret_access_key=secret_key,
-            aws_session_token=session_token,
+            endpoint_url=settings.endpoint_url,
+            aws_access_key_id=settings.aws_access_key_id,
+            aws_secret_access_key=settings.aws_secret_access_key,
+            aws_session_token=settings.aws_session_token,
             profile_name=self.profile_name,
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
-            max_connections=max_connections,
+            max_connections=settings.max_connections,
         )
-        self._settings = settings if invoker is None and client is None else None
+        self._client_settings = client_settings if invoker is None and client is None else None
         if invoker is not None:
             self._invoker: Invoker = invoker
         elif client is not None:
             self._invoker = AioBotocoreInvoker(client=client)
         elif self.http_client == "lean":
-            self._invoker = LeanInvoker(settings)
+            self._invoker = LeanInvoker(client_settings)
         else:
-            self._invoker = AioBotocoreInvoker(settings, pool=pool)
+            self._invoker = AioBotocoreInvoker(client_settings, pool=pool)
         self._calls: set[asyncio.Future[None]] = set()  # in flight, for aclose()
         self.health_window = HealthWindow(self._clock, status=self.health)
         self._observers: tuple[InvocationObserver, ...] = (self.health_window, *observers)
         self._retry = RetryPolicy(
-            max_retries=max_retries,
+            max_retries=settings.max_retries,
             initial_delay=self.initial_retry_delay,
             max_delay=self.max_retry_delay,
             retry_on_timeout=self.retry_on_timeout,
@@ -331,7 +286,7 @@ class LambdaAdapter(BaseAdapter):
             endpoint=endpoint_url
             or os.environ.get("AWS_ENDPOINT_URL_LAMBDA")
             or os.environ.get("AWS_ENDPOINT_URL"),
-            identity=settings.identity(),
+            identity=client_settings.identity(),
             module_name=self.module_name,
             invocation_type=invocation_type,
             clock=self._clock,
@@ -554,12 +509,12 @@ class LambdaAdapter(BaseAdapter):
         """True when calls would go to AWS (not a loopback endpoint) and the credential chain
         finds nothing to sign them with: each would fail with ``error_code="credentials"``.
         Adapters given their own ``client`` or ``invoker`` answer False."""
-        if self._settings is None:
+        if self._client_settings is None:
             return False
         return await credentials_missing(
-            endpoint_url=self._settings.endpoint_url,
-            profile_name=self._settings.profile_name,
-            aws_access_key_id=self._settings.aws_access_key_id,
+            endpoint_url=self._client_settings.endpoint_url,
+            profile_name=self._client_settings.profile_name,
+            aws_access_key_id=self._client_settings.aws_access_key_id,
         )
 
     async def aclose(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from module_sdk.adapters.lambda_adapter import LambdaAdapter
+from module_sdk.aws_lambda.api import invocation_type
 from module_sdk.resilience.deadletter import DeadLetterEntry
 
 __all__ = ["ReplayAdapters"]
@@ -48,7 +49,7 @@ class ReplayAdapters:
                 entry.function_name,
                 region,
                 entry.module_name,
-                invocation_type=entry.invocation_type,
+                invocation_type=invocation_type(entry.invocation_type),
                 qualifier=entry.qualifier,
                 **self.adapter_kwargs,
             )

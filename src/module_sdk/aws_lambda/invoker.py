@@ -11,6 +11,7 @@ import io
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from module_sdk.aws_lambda.api import RESPONSE_LIMIT
 from module_sdk.aws_lambda.classify import classify_exception
 from module_sdk.aws_lambda.clients import ClientPool, ClientSettings
 from module_sdk.errors import ErrorCode, InvocationError
@@ -23,7 +24,7 @@ __all__ = [
     "Invoker",
 ]
 
-MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 1024
+MAX_RESPONSE_BYTES = RESPONSE_LIMIT + 1024
 _STREAM_BODY_OVER = 512 * 1024
 """Bodies larger than this are handed to aiohttp as a stream (it refuses big raw bytes)."""
 """Largest reply read from Lambda (its own limit is 6 MB); anything longer is cut there."""

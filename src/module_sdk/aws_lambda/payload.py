@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from module_sdk._models import ExecuteRequest
+from module_sdk.aws_lambda.api import EVENT_PAYLOAD_LIMIT, SYNC_PAYLOAD_LIMIT, payload_limit
 from module_sdk.aws_lambda.args import join_args, split_args
 from module_sdk.errors import PayloadTooLargeError, RequestError
 
@@ -24,20 +25,11 @@ __all__ = [
     "validate_request",
 ]
 
-SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024
-"""Lambda's request payload limit for RequestResponse (and DryRun) calls, in bytes."""
-EVENT_PAYLOAD_LIMIT = 1024 * 1024
-"""Lambda's request payload limit for Event (asynchronous) calls, in bytes."""
 
 # Identifiers travel in logs, keys and headers: no control characters there.
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _ID_FIELDS = ("command", "user_id", "entity_id", "community_id", "session_id", "platform")
 MAX_ID_LENGTH = 1024
-
-
-def payload_limit(invocation_type: str) -> int:
-    """The payload limit in bytes for an invocation type."""
-    return EVENT_PAYLOAD_LIMIT if invocation_type == "Event" else SYNC_PAYLOAD_LIMIT
 
 
 def format_timestamp(moment: datetime) -> str:

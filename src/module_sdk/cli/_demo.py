@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from module_sdk._models import ExecuteRequest, ExecuteResponse
+from module_sdk.aws_lambda.api import InvocationType
 
 __all__ = ["find_examples", "register"]
 
@@ -80,7 +81,7 @@ class Scenario:
     platform: str = "twitch"
     event_type: str | None = None
     event_data: dict[str, Any] | None = None
-    invocation_type: str = "RequestResponse"
+    invocation_type: InvocationType = "RequestResponse"
     session_id: str = ""
     response: ExecuteResponse | None = None
     notes: list[str] = field(default_factory=list)

@@ -36,6 +36,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from module_sdk._validate import number
 from module_sdk.errors import ConfigurationError, ErrorCode
 from module_sdk.observability._common import (
     function_label,
@@ -159,14 +160,11 @@ class EmfObserver:
         level: int = logging.INFO,
         flush_interval: float | None = None,
     ) -> None:
-        if flush_interval is not None and (
-            not isinstance(flush_interval, int | float)
-            or isinstance(flush_interval, bool)
-            or not flush_interval > 0
-        ):
-            raise ConfigurationError(
-                f"flush_interval={flush_interval!r} is invalid: use None (one line per call) "
-                "or a number of seconds > 0"
+        if flush_interval is not None:
+            number(
+                "flush_interval",
+                flush_interval,
+                unit="None (one line per call) or a finite number of seconds",
             )
         if stream is not None and logger is not None:
             raise ConfigurationError("give a stream or a logger to EmfObserver, not both")

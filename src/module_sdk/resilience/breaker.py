@@ -28,7 +28,6 @@ failure-rate window and no injectable clock; aiobreaker is unmaintained.
 from __future__ import annotations
 
 import logging
-import math
 import weakref
 from collections import deque
 from collections.abc import Callable, Collection
@@ -36,6 +35,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
+from module_sdk._validate import integer, number
 from module_sdk.aws_lambda.redact import without_userinfo
 from module_sdk.errors import ConfigurationError, ErrorCode, ModuleSDKError, PolicyRejection
 from module_sdk.outcomes import NOT_REACHED_CODES, OUTAGE_CODES
@@ -115,32 +115,28 @@ class CircuitBreakerConfig:
     failure_codes: frozenset[str] = field(default=DEFAULT_FAILURE_CODES)
 
     def __post_init__(self) -> None:
-        rate = self.failure_rate_threshold
-        if not isinstance(rate, int | float) or isinstance(rate, bool) or not 0 < rate <= 1:
+        try:
+            number("rate", self.failure_rate_threshold, maximum=1.0)
+        except ConfigurationError:
             raise ConfigurationError(
-                f"CircuitBreakerConfig(failure_rate_threshold={rate!r}) is invalid: "
-                "use a number in (0, 1], such as 0.5 for 50 %"
-            )
+                f"CircuitBreakerConfig(failure_rate_threshold={self.failure_rate_threshold!r}) "
+                "is invalid: use a number in (0, 1], such as 0.5 for 50 %"
+            ) from None
         for name in ("window_size", "minimum_calls", "half_open_max_calls"):
-            _positive_int(name, getattr(self, name))
+            integer(name, getattr(self, name), owner="CircuitBreakerConfig")
         if self.consecutive_failures is not None:
-            _positive_int("consecutive_failures", self.consecutive_failures)
+            integer("consecutive_failures", self.consecutive_failures, owner="CircuitBreakerConfig")
         if self.minimum_calls > self.window_size:
             raise ConfigurationError(
                 f"CircuitBreakerConfig(minimum_calls={self.minimum_calls}) is larger than "
                 f"window_size={self.window_size}: the rate could never be judged"
             )
-        duration = self.open_duration
-        if (
-            not isinstance(duration, int | float)
-            or isinstance(duration, bool)
-            or not math.isfinite(duration)
-            or duration <= 0
-        ):
-            raise ConfigurationError(
-                f"CircuitBreakerConfig(open_duration={duration!r}) is invalid: "
-                "use a finite number of seconds > 0"
-            )
+        number(
+            "open_duration",
+            self.open_duration,
+            owner="CircuitBreakerConfig",
+            unit="a finite number of seconds",
+        )
         codes: object = self.failure_codes
         if isinstance(codes, str) or not isinstance(codes, Collection):
             raise ConfigurationError(
@@ -166,13 +162,6 @@ class CircuitBreakerConfig:
                 return _IGNORED
             return _FAILURE
         return _SUCCESS
-
-
-def _positive_int(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigurationError(
-            f"CircuitBreakerConfig({name}={value!r}) is invalid: use an integer >= 1"
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,25 +14,16 @@ adapters to give them one budget.
 
 from __future__ import annotations
 
-import math
 import threading
 
-from module_sdk.errors import ConfigurationError, ErrorCode, InvocationError
+from module_sdk._validate import number
+from module_sdk.errors import ErrorCode, InvocationError
 
 __all__ = ["StandardRetryBudget"]
 
 
 def _amount(name: str, value: object) -> float:
-    if (
-        not isinstance(value, int | float)
-        or isinstance(value, bool)
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ConfigurationError(
-            f"StandardRetryBudget({name}={value!r}) is invalid: use a finite number >= 0"
-        )
-    return float(value)
+    return number(name, value, owner="StandardRetryBudget", strict_minimum=False)
 
 
 class StandardRetryBudget:
@@ -49,11 +40,7 @@ class StandardRetryBudget:
         timeout_cost: float = 10,
         success_refund: float = 1,
     ) -> None:
-        self.capacity = _amount("capacity", capacity)
-        if self.capacity <= 0:
-            raise ConfigurationError(
-                f"StandardRetryBudget(capacity={capacity!r}) is invalid: use a number > 0"
-            )
+        self.capacity = number("capacity", capacity, owner="StandardRetryBudget")
         self.retry_cost = _amount("retry_cost", retry_cost)
         self.timeout_cost = _amount("timeout_cost", timeout_cost)
         self.success_refund = _amount("success_refund", success_refund)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from cachetools import LRUCache
 
 from module_sdk._models import ExecuteResponse
+from module_sdk._validate import integer, number
 from module_sdk.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -72,28 +72,17 @@ class ResponseCacheConfig:
                 raise ConfigurationError(
                     f"ResponseCacheConfig(commands=...) has key {command!r}: use command names"
                 )
-            if (
-                not isinstance(ttl, int | float)
-                or isinstance(ttl, bool)
-                or not math.isfinite(ttl)
-                or ttl <= 0
-            ):
+            try:
+                number("ttl", ttl)
+            except ConfigurationError:
                 raise ConfigurationError(
                     f"ResponseCacheConfig(commands={{{command!r}: {ttl!r}}}) is invalid: "
                     "the TTL must be a finite number of seconds > 0"
-                )
+                ) from None
         object.__setattr__(
             self, "commands", MappingProxyType({c: float(t) for c, t in self.commands.items()})
         )
-        if (
-            not isinstance(self.max_entries, int)
-            or isinstance(self.max_entries, bool)
-            or self.max_entries < 1
-        ):
-            raise ConfigurationError(
-                f"ResponseCacheConfig(max_entries={self.max_entries!r}) is invalid: "
-                "use an integer >= 1"
-            )
+        integer("max_entries", self.max_entries, owner="ResponseCacheConfig")
 
 
 def cache_key(target: FunctionTarget, region: str, payload: Mapping[str, Any]) -> str:

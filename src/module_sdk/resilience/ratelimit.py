@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
+from module_sdk._validate import integer, number
 from module_sdk.errors import ConfigurationError, ErrorCode, PolicyRejection
 
 if TYPE_CHECKING:
@@ -49,14 +50,6 @@ logger = logging.getLogger(__name__)
 RateLimitMode = Literal["reject", "wait"]
 
 
-def _number(owner: str, name: str, value: object, *, minimum: float, strict: bool) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and (value > minimum if strict else value >= minimum):  # type: ignore[operator]
-        return float(value)  # type: ignore[arg-type]
-    bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
-    raise ConfigurationError(f"{owner}({name}={value!r}) is invalid: use a finite number {bound}")
-
-
 @dataclass(frozen=True, slots=True)
 class Limit:
     """One token bucket: ``rate`` tokens per second, at most ``burst`` saved up.
@@ -68,10 +61,11 @@ class Limit:
     burst: float | None = None
 
     def __post_init__(self) -> None:
-        rate = _number("Limit", "rate", self.rate, minimum=0, strict=True)
+        rate = number("rate", self.rate, owner="Limit")
         object.__setattr__(self, "rate", rate)
         burst = max(1.0, rate) if self.burst is None else self.burst
-        object.__setattr__(self, "burst", _number("Limit", "burst", burst, minimum=1, strict=False))
+        burst = number("burst", burst, owner="Limit", minimum=1, strict_minimum=False)
+        object.__setattr__(self, "burst", burst)
 
     @property
     def capacity(self) -> float:
@@ -124,21 +118,14 @@ class RateLimit:
                 f"RateLimit(mode={self.mode!r}) is invalid: use 'reject' or 'wait'"
             )
         if self.max_wait is not None:
-            _number("RateLimit", "max_wait", self.max_wait, minimum=0, strict=False)
+            number("max_wait", self.max_wait, owner="RateLimit", strict_minimum=False)
         for name in ("per_user", "per_community"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Limit):
                 raise ConfigurationError(
                     f"RateLimit({name}={value!r}) is invalid: use Limit(rate, burst) or None"
                 )
-        if (
-            not isinstance(self.max_keys, int)
-            or isinstance(self.max_keys, bool)
-            or self.max_keys < 1
-        ):
-            raise ConfigurationError(
-                f"RateLimit(max_keys={self.max_keys!r}) is invalid: use an integer >= 1"
-            )
+        integer("max_keys", self.max_keys, owner="RateLimit")
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
             raise ConfigurationError("RateLimit(name=...) must be a non-empty string or None")
 

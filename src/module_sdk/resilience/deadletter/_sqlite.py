@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from module_sdk._validate import number
 from module_sdk.errors import ConfigurationError
 from module_sdk.resilience.deadletter._entry import DeadLetterEntry, DeadLetterError, scrub
 
@@ -146,16 +147,15 @@ class SQLiteDeadLetterSink:
             raise ConfigurationError(
                 f"synchronous={synchronous!r} is invalid: use 'FULL' (default), 'NORMAL' or 'EXTRA'"
             )
-        if (
-            not isinstance(busy_timeout, int | float)
-            or isinstance(busy_timeout, bool)
-            or not 0 <= busy_timeout <= 3600
-        ):
-            raise ConfigurationError(
-                f"busy_timeout={busy_timeout!r} is invalid: use seconds from 0 to 3600"
-            )
+        busy = number(
+            "busy_timeout",
+            busy_timeout,
+            strict_minimum=False,
+            maximum=3600,
+            unit="seconds",
+        )
         self.synchronous = str(upper)
-        self.busy_timeout = float(busy_timeout)
+        self.busy_timeout = busy
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="waddlebot-dlq")
         self._conn: sqlite3.Connection | None = None
         self._closed = False

@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from module_sdk._validate import integer
 from module_sdk.errors import ConfigurationError
 from module_sdk.resilience.deadletter._entry import DeadLetterEntry, DeadLetterError
 
@@ -123,10 +124,7 @@ class SQSDeadLetterSink:
             ("receive_wait_seconds", receive_wait_seconds, 0, 20),
             ("max_scan", max_scan, 1, 1_000_000),
         ):
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                raise ConfigurationError(
-                    f"{name}={value!r} is invalid: use an integer from {low} to {high}"
-                )
+            integer(name, value, minimum=low, maximum=high)
         self.visibility_timeout = visibility_timeout
         self.receive_wait_seconds = receive_wait_seconds
         self.max_scan = max_scan
