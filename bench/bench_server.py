@@ -9,7 +9,13 @@ asyncio tasks each POSTing ``/api/v1/execute`` back to back over keep-alive conn
 The same load is then sent straight through a LambdaAdapter in this process ("direct"); the
 server's added latency is the via-server percentile minus the direct one.
 
+``--compare`` measures instead the re-send guard and ``--workers``: three servers in front of
+the same endpoint (guard off with ``resend_ttl = 0``; guard on; guard on with 2 workers),
+loaded in interleaved rounds at one concurrency (default 50), plus the guard's own cost per
+call in-process (``ResendGuard.run`` around an immediate answer, no HTTP).
+
     .venv/bin/python bench/bench_server.py [--duration 4] [--concurrency 50 500]
+    .venv/bin/python bench/bench_server.py --compare [--concurrency 50] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -317,6 +323,135 @@ async def run(args: argparse.Namespace) -> None:
         )
 
 
+async def guard_cost(calls: int = 20000) -> tuple[float, float, float, float]:
+    """p50 and p99 (microseconds) of one call: awaiting an answer directly, and through the
+    re-send guard (a new session each call, so every call is a first arrival and is stored)."""
+    from module_sdk.server._resend import Answer, ResendGuard
+
+    answer = Answer(200, '{"success": true, "message": "rolled 7"}')
+
+    async def produce() -> Answer:
+        return answer
+
+    guard = ResendGuard()
+    plain: list[float] = []
+    guarded: list[float] = []
+    for i in range(calls):
+        started = time.perf_counter()
+        await produce()
+        plain.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        await guard.run("dice", f"sess_{i}", produce, wait_limit=30)
+        guarded.append(time.perf_counter() - started)
+    return (
+        percentile(plain, 0.5) * 1e6,
+        percentile(plain, 0.99) * 1e6,
+        percentile(guarded, 0.5) * 1e6,
+        percentile(guarded, 0.99) * 1e6,
+    )
+
+
+async def compare(args: argparse.Namespace) -> None:
+    """Guard off / guard on / guard on with 2 workers, same endpoint, interleaved rounds."""
+    concurrency = args.concurrency[0] if args.concurrency != [1, 10, 50, 500] else 50
+    setups = [
+        ("guard off, 1 worker", 0, 1),
+        ("guard on, 1 worker", 120, 1),
+        ("guard on, 2 workers", 120, 2),
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        endpoint, lambda_url = start_process(
+            [sys.executable, "-c", ENDPOINT_SCRIPT, str(FUNCTION_SECONDS)], "stdout"
+        )
+        cli = [
+            sys.executable,
+            "-c",
+            "import sys; from module_sdk.cli import main; sys.exit(main())",
+        ]
+        servers: list[tuple[str, subprocess.Popen[str], str]] = []
+        try:
+            for label, ttl, workers in setups:
+                config = Path(tmp) / f"{ttl}-{workers}.toml"
+                config.write_text(
+                    f'service_api_key = "{KEY}"\n[server]\nmax_in_flight = 5000\n'
+                    f'resend_ttl = {ttl}\naccess_log = "off"\n'
+                    f'[aws]\nregion = "us-east-1"\nendpoint_url = "{lambda_url}"\n'
+                    "max_retries = 0\nmax_connections = 1024\n"
+                    '[[modules]]\nname = "dice"\ncommands = ["!roll"]\n',
+                    encoding="utf-8",
+                )
+                process, url = start_process(
+                    [
+                        *cli,
+                        "serve",
+                        "--config",
+                        str(config),
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        "0",
+                        "--workers",
+                        str(workers),
+                    ],
+                    "stderr",
+                )
+                servers.append((label, process, url))
+            pooled: dict[str, list[float]] = {label: [] for label, _, _ in servers}
+            failed = dict.fromkeys(pooled, 0)
+            measured = dict.fromkeys(pooled, 0.0)
+            connector = aiohttp.TCPConnector(limit=0)
+            async with aiohttp.ClientSession(
+                connector=connector, headers={"X-Service-Key": KEY}
+            ) as session:
+                for round_no in range(args.rounds):
+                    order = servers if round_no % 2 == 0 else servers[::-1]
+                    for label, _, url in order:
+                        execute_url = url + "/api/v1/execute"
+
+                        async def call(
+                            i: int, execute_url: str = execute_url, tag: str = f"sess_{round_no}_"
+                        ) -> bool:
+                            b = body(i)
+                            b["session_id"] = f"{tag}{i}"
+                            async with session.post(execute_url, json=b) as reply:
+                                await reply.read()
+                                return reply.status == 200
+
+                        await asyncio.gather(*(call(-i - 1) for i in range(concurrency)))
+                        latencies, errors, _ = await load(call, concurrency, args.duration)
+                        pooled[label].extend(latencies)
+                        failed[label] += errors
+                        measured[label] += args.duration
+        finally:
+            for _, process, _ in servers:
+                process.terminate()
+                process.wait(30)
+            endpoint.terminate()
+            endpoint.wait(30)
+    plain50, plain99, guard50, guard99 = await guard_cost()
+    print(
+        f"Re-send guard and workers: ScriptedLambdaServer, Reply.slow({FUNCTION_SECONDS}); "
+        f"concurrency {concurrency}; {args.rounds} interleaved rounds of {args.duration:g} s; "
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs"
+    )
+    print()
+    print("| server | requests | errors | req/s | p50 ms | p99 ms |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, latencies in pooled.items():
+        print(
+            f"| {label} | {len(latencies)} | {failed[label]} "
+            f"| {len(latencies) / measured[label]:.0f} | {percentile(latencies, 0.5) * 1000:.2f} "
+            f"| {percentile(latencies, 0.99) * 1000:.2f} |"
+        )
+    off, on = pooled[setups[0][0]], pooled[setups[1][0]]
+    print()
+    print(
+        f"Guard's added p99 over HTTP: {(percentile(on, 0.99) - percentile(off, 0.99)) * 1000:+.2f}"
+        f" ms (target <= 1 ms). In-process, per call: {plain50:.1f} / {plain99:.1f} us without, "
+        f"{guard50:.1f} / {guard99:.1f} us with the guard (p50 / p99)."
+    )
+
+
 def main() -> None:
     """Parse the options and run."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
@@ -328,7 +463,15 @@ def main() -> None:
         action="store_true",
         help="back the module with the local runtime (one prewarmed worker per concurrent call)",
     )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="measure the re-send guard (on/off) and --workers 1/2 instead (see the docstring)",
+    )
     args = parser.parse_args()
+    if args.compare:
+        asyncio.run(compare(args))
+        return
     if args.local_runtime and max(args.concurrency) > 64:
         parser.error(
             "--local-runtime starts one worker process per concurrent call: use --concurrency <= 64"

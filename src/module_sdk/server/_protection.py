@@ -347,7 +347,7 @@ _HEAD_END = re.compile(rb"\n\r?\n")
 class GuardedSite(BaseSite):
     """A TCP listener whose connections go through :class:`GuardedRequestHandler`."""
 
-    __slots__ = ("_guard", "_host", "_port", "_reuse_address")
+    __slots__ = ("_guard", "_host", "_port", "_reuse_address", "_reuse_port")
 
     def __init__(
         self,
@@ -357,11 +357,13 @@ class GuardedSite(BaseSite):
         port: int,
         *,
         backlog: int = 128,
+        reuse_port: bool = False,
     ) -> None:
         super().__init__(runner, backlog=backlog)
         self._guard = guard
         self._host = host
         self._port = port
+        self._reuse_port = reuse_port
 
     @property
     def name(self) -> str:
@@ -384,6 +386,7 @@ class GuardedSite(BaseSite):
             self._port,
             backlog=self._backlog,
             reuse_address=True,
+            reuse_port=self._reuse_port or None,  # several worker processes on one port
         )
 
 

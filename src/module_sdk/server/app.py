@@ -287,6 +287,8 @@ class ModuleServer:
         metrics: the ``PrometheusMetrics`` served at ``GET /metrics``; by default one on a
             private registry when prometheus-client is installed; False turns it off.
             Prebuilt ``adapters`` are counted only if built with ``observers=[metrics]``.
+        reuse_port: listen with ``SO_REUSEPORT`` so that several processes share the port
+            (``waddlebot-lambda serve --workers N``; Linux spreads connections among them).
 
     Raises:
         ConfigurationError: no service key and ``insecure_no_auth`` is False.
@@ -301,7 +303,9 @@ class ModuleServer:
         insecure_no_auth: bool = False,
         adapters: Mapping[str, BaseAdapter] | None = None,
         metrics: Any = None,
+        reuse_port: bool = False,
     ) -> None:
+        self.reuse_port = reuse_port
         key = config.service_api_key
         if not key and not insecure_no_auth:
             raise ConfigurationError(
@@ -404,7 +408,7 @@ class ModuleServer:
         )
         await runner.setup()
         site = GuardedSite(
-            runner, self.connection_guard, self.host, self.port
+            runner, self.connection_guard, self.host, self.port, reuse_port=self.reuse_port
         )  # limits: _protection.py
         try:
             await site.start()
