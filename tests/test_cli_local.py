@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -300,3 +302,48 @@ def test_invoke_names_an_endpoint_without_its_scheme(
     assert status == 2
     assert "needs its scheme" in err and "--endpoint-url http://127.0.0.1:3001" in err
     assert "region" not in err
+
+
+def test_local_reload_applies_a_saved_edit(tmp_path: Path) -> None:
+    """`waddlebot-lambda local --reload` prints what it reloaded; the next call runs the edit."""
+    pytest.importorskip("watchfiles", reason="--reload needs watchfiles")
+    script = Path(sys.executable).with_name("waddlebot-lambda")
+    handler = tmp_path / "version.py"
+    handler.write_text("def handler(event, context):\n    return {'version': 1}\n")
+    proc = subprocess.Popen(
+        [str(script), "local", "--functions", str(tmp_path), "--port", "0", "--quiet", "--reload"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        match = re.match(r"waddlebot-lambda: serving on (\S+)", proc.stderr.readline())
+        assert match
+        client = boto3_client(match.group(1))
+        assert json.loads(client.invoke(FunctionName="version")["Payload"].read()) == {"version": 1}
+        lines: queue.Queue[str] = queue.Queue()
+        stderr = proc.stderr
+
+        def read() -> None:
+            try:
+                for text in iter(stderr.readline, ""):
+                    lines.put(text)
+            except (ValueError, OSError):  # closed by the test's cleanup
+                return
+
+        threading.Thread(target=read, daemon=True).start()
+        handler.write_text("def handler(event, context):\n    return {'version': 2}\n")
+        line = ""
+        while not line.startswith("reload: "):
+            line = lines.get(timeout=30)  # the watcher reports within a second
+        assert line == "reload: restarted version\n"
+        assert json.loads(client.invoke(FunctionName="version")["Payload"].read()) == {"version": 2}
+        client.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()

@@ -55,6 +55,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--quiet", action="store_true", help="do not print a line and the log of each run"
     )
+    parser.add_argument(
+        "--reload",
+        action="store_true",
+        help="watch DIR and apply every edit while serving: changed functions restart warm in "
+        "the background, new and removed files and functions.toml edits are picked up, a "
+        "version that fails to load is reported and the old one keeps serving (needs "
+        "watchfiles: pip install 'waddlebot-module-sdk[reload]')",
+    )
     faults = parser.add_argument_group("fault injection (rates are 0.0-1.0 per call)")
     faults.add_argument("--latency", type=float, default=0.0, metavar="S", help="extra seconds")
     faults.add_argument("--throttle-rate", type=float, default=0.0, metavar="R", help="429s")
@@ -78,6 +86,23 @@ def _print_run(record: Any) -> None:
     )
     for line in record.log.rstrip("\n").splitlines():
         print(f"  | {line}", flush=True)
+
+
+def _print_reload(report: Any) -> None:
+    parts = []
+    for label, names in (
+        ("added", report.added),
+        ("removed", report.removed),
+        ("restarted", report.restarted),
+    ):
+        if names:
+            parts.append(f"{label} {', '.join(names)}")
+    if parts:
+        print(f"reload: {'; '.join(parts)}", file=sys.stderr, flush=True)
+    for name, error in report.failed.items():
+        print(f"reload: {name} keeps its previous version: {error}", file=sys.stderr, flush=True)
+    if report.error:
+        print(f"reload: nothing changed: {report.error}", file=sys.stderr, flush=True)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -106,6 +131,8 @@ def _run(args: argparse.Namespace) -> int:
         prewarm=args.prewarm,
         idle_timeout=args.idle_timeout or None,
         on_log=None if args.quiet else _print_run,
+        reload=args.reload,
+        on_reload=_print_reload,
     )
     if not runtime.functions:
         raise CommandError(

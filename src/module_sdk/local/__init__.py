@@ -6,6 +6,7 @@ handler that hangs, crashes or leaks cannot take the runtime down. See ``docs/lo
 
 from module_sdk.local._config import FunctionConfigError, FunctionSpec, load_functions
 from module_sdk.local._faults import FaultDecision, FaultPlan, Faults
+from module_sdk.local._reload import ReloadReport
 from module_sdk.local._runtime import InvocationRecord, LocalLambdaRuntime, RuntimeStats
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "FunctionSpec",
     "InvocationRecord",
     "LocalLambdaRuntime",
+    "ReloadReport",
     "RuntimeStats",
     "load_functions",
 ]

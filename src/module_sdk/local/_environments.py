@@ -385,6 +385,29 @@ class FunctionPool:
 
         await asyncio.gather(*(one() for _ in range(count - len(self.idle))))
 
+    async def warm(self, count: int) -> str | None:
+        """Start ``count`` idle environments; return the init error (``type: message``) of
+        the first that failed, or None."""
+        results = await asyncio.gather(
+            *(start_environment(self.spec, self._env) for _ in range(count)),
+            return_exceptions=True,
+        )
+        error: str | None = None
+        unexpected: BaseException | None = None
+        for result in results:
+            if isinstance(result, InitFailed):
+                detail = result.error
+                error = error or f"{detail.get('errorType')}: {detail.get('errorMessage')}"
+            elif isinstance(result, BaseException):
+                unexpected = unexpected or result
+            else:
+                environment, _ = result
+                self.all.add(environment)
+                self.idle.append(environment)
+        if unexpected is not None:
+            raise unexpected
+        return error
+
     async def aclose(self) -> None:
         """Kill every environment of this function."""
         environments = list(self.all)

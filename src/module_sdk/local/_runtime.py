@@ -19,7 +19,7 @@ from typing import Any, Self
 from aiohttp import web
 
 from module_sdk.errors import ConfigurationError
-from module_sdk.local._config import FunctionSpec, load_functions
+from module_sdk.local._config import FunctionConfigError, FunctionSpec, load_functions
 from module_sdk.local._control import function_configuration, list_page
 from module_sdk.local._environments import (
     Crashed,
@@ -31,6 +31,7 @@ from module_sdk.local._environments import (
     base_environment,
 )
 from module_sdk.local._faults import FaultDecision, FaultPlan, Faults
+from module_sdk.local._reload import ReloadReport, Watcher, affected
 from module_sdk.local._streaming import ResponseSink, invoke_complete, payload_chunk
 
 __all__ = ["InvocationRecord", "LocalLambdaRuntime", "RuntimeStats"]
@@ -202,6 +203,10 @@ class LocalLambdaRuntime:
             environments are kept like any other.
         history_size: how many :class:`InvocationRecord` to keep.
         on_log: called with ``(record)`` after every handler run (the CLI prints logs).
+        reload: watch ``functions_dir`` (watchfiles, the ``reload`` extra) and apply every
+            edit while serving (see :meth:`reload`).
+        on_reload: called with the :class:`ReloadReport` of every reload that changed
+            something.
     """
 
     def __init__(
@@ -221,6 +226,8 @@ class LocalLambdaRuntime:
         idle_timeout: float | None = 600.0,
         history_size: int = 1000,
         on_log: Callable[[InvocationRecord], None] | None = None,
+        reload: bool = False,
+        on_reload: Callable[[ReloadReport], None] | None = None,
     ) -> None:
         if not isinstance(concurrency_limit, int) or concurrency_limit < 1:
             raise ConfigurationError(
@@ -233,8 +240,15 @@ class LocalLambdaRuntime:
         specs: dict[str, FunctionSpec] = {}
         if functions_dir is not None:
             specs.update(load_functions(functions_dir))
-        for spec in functions:
-            specs[spec.name] = spec
+        self.functions_dir = None if functions_dir is None else Path(functions_dir).resolve()
+        self._in_code = {spec.name: spec for spec in functions}
+        specs.update(self._in_code)
+        if reload and functions_dir is None:
+            raise ConfigurationError("reload=True needs a functions_dir to watch")
+        self._reload = reload
+        self.on_reload = on_reload
+        self._watcher: Watcher | None = None
+        self._reload_lock = asyncio.Lock()
         self.host = host
         self.port = port
         self.region = region
@@ -316,6 +330,80 @@ class LocalLambdaRuntime:
                 old.discard(environment)
             self._retired.append(old)
 
+    async def reload(self, paths: Iterable[Path] | None = None) -> ReloadReport:
+        """Apply the functions folder as it is now, while serving.
+
+        New functions are added and removed ones dropped; a function whose settings changed,
+        or whose code folder holds one of ``paths`` (None: every function), gets its new
+        version warmed up in the background and swapped in (the next call runs the new code
+        in a warm environment; calls in progress finish on the old one). A version that fails
+        to load is reported and the old one keeps serving. ``reload=True`` calls this on
+        every change the watcher sees.
+        """
+        async with self._reload_lock:
+            report = await self._reload_now(None if paths is None else set(paths))
+        if report.changed:
+            for name, error in report.failed.items():
+                logger.warning("reload: %s keeps its previous version: %s", name, error)
+            if report.error:
+                logger.warning("reload: nothing changed: %s", report.error)
+            if self.on_reload is not None:
+                try:
+                    self.on_reload(report)
+                except Exception:
+                    logger.exception("on_reload callback failed")
+        return report
+
+    async def _reload_now(self, paths: set[Path] | None) -> ReloadReport:
+        if self.functions_dir is None:
+            return ReloadReport()
+        try:
+            specs = load_functions(self.functions_dir)
+        except FunctionConfigError as exc:
+            return ReloadReport(error=str(exc))
+        specs.update(self._in_code)
+        old = {name: pool.spec for name, pool in self._pools.items()}
+        touched = (
+            set(specs)
+            if paths is None
+            else affected(old.values(), paths) | affected(specs.values(), paths)
+        )
+        removed = tuple(sorted(n for n in old if n not in specs))
+        added = tuple(sorted(n for n in specs if n not in old))
+        changed = sorted(n for n in specs if n in old and (specs[n] != old[n] or n in touched))
+        self._retired = [p for p in self._retired if p.all]
+        for name in removed:
+            pool = self._pools.pop(name)
+            pool.retire()
+            self._retired.append(pool)
+
+        async def warm(name: str) -> tuple[str, FunctionPool, str | None]:
+            previous = self._pools.get(name)
+            pool = FunctionPool(specs[name], self._base_env)
+            count = 1 if previous is None else max(1, min(4, len(previous.idle)))
+            return name, pool, await pool.warm(count)
+
+        failed: dict[str, str] = {}
+        restarted: list[str] = []
+        for name, pool, error in await asyncio.gather(*(warm(n) for n in (*added, *changed))):
+            previous = self._pools.get(name)
+            if error is not None:
+                failed[name] = error
+                if previous is not None:
+                    await pool.aclose()  # the old version keeps serving
+                    continue
+            self._pools[name] = pool
+            if previous is not None:
+                previous.retire()
+                self._retired.append(previous)
+                restarted.append(name)
+        return ReloadReport(
+            added=added,
+            removed=removed,
+            restarted=tuple(restarted),
+            failed=failed,
+        )
+
     def set_faults(self, faults: Faults | None, function: str | None = None) -> None:
         """Change the global faults (``function=None``) or one function's (None clears)."""
         self.faults.set(faults, function)
@@ -355,6 +443,9 @@ class LocalLambdaRuntime:
             await asyncio.gather(*(p.prewarm(self.prewarm) for p in self._pools.values()))
         if self.idle_timeout is not None:
             self._schedule_reap(self.idle_timeout)
+        if self._reload and self.functions_dir is not None:
+            self._watcher = Watcher(self.functions_dir, self.reload)
+            await self._watcher.start()
         return self.url
 
     async def wait_for_events(self, timeout: float | None = None) -> None:
@@ -377,6 +468,9 @@ class LocalLambdaRuntime:
 
     async def aclose(self) -> None:
         """Stop serving, cancel queued Event runs and kill every worker."""
+        if self._watcher is not None:
+            await self._watcher.aclose()
+            self._watcher = None
         if self._reaper is not None:
             self._reaper.cancel()
             self._reaper = None
