@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -499,6 +500,25 @@ async def test_async_handler_through_the_adapter() -> None:
     response = await adapter.execute_async(request(["New York"]))
     assert response.success and response.message == "!weather New York"
     assert response.data is not None and response.data["city"] == "New York"
+
+
+def test_async_handler_called_like_aws_does() -> None:
+    """Called without a running loop (AWS's Python runtime), an async handler returns the reply."""
+    loops: list[object] = []
+
+    @module_handler
+    async def handler(event: Event, context: object) -> Reply:
+        loops.append(asyncio.get_running_loop())
+        await asyncio.sleep(0)
+        if event.args == ("boom",):
+            raise RuntimeError("boom")
+        return Reply.text(event.text)
+
+    first = handler(event_for(["hi"]), None)
+    assert isinstance(first, dict) and first["message"] == "hi"
+    crashed = handler(event_for(["boom"]), None)
+    assert isinstance(crashed, dict) and crashed["error"].startswith("the module failed")
+    assert len(loops) == 2 and all(loop.is_closed() for loop in loops)  # type: ignore[attr-defined]
 
 
 def test_decorator_options_are_checked() -> None:

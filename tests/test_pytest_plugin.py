@@ -34,6 +34,18 @@ def handler(event: Event, context: object) -> Reply:
     return Reply.text(f"Sunny in {city}", words=list(event.args), user=event.user.id)
 """
 
+# An async def handler, run by the local runtime's worker as AWS's runtime would run it.
+ASYNC_WEATHER = """
+import asyncio
+
+from module_sdk.handler import Event, Reply, module_handler
+
+@module_handler
+async def handler(event: Event, context: object) -> Reply:
+    await asyncio.sleep(0)
+    return Reply.text(f"async {event.text}")
+"""
+
 MODULES = """
 [aws]
 region = "eu-west-1"
@@ -51,6 +63,7 @@ def waddlebot_functions_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "functions"
     folder.mkdir()
     (folder / "weather.py").write_text(WEATHER, encoding="utf-8")
+    (folder / "async_weather.py").write_text(ASYNC_WEATHER, encoding="utf-8")
     return folder
 
 
@@ -110,6 +123,7 @@ def test_runtime_serves_the_functions_folder(waddlebot_runtime: RuntimeHandle) -
     reply = waddlebot_runtime.invoke("weather", event)
     assert reply["message"] == "Sunny in Paris" and reply["user"] == "viewer-1"
     assert waddlebot_runtime.runtime.stats.invocations["weather"] == 1
+    assert waddlebot_runtime.invoke("async_weather", event)["message"] == "async Paris"
 
 
 def test_adapter_against_the_runtime(waddlebot_adapter: AdapterFactory) -> None:
@@ -145,7 +159,12 @@ def test_without_a_modules_file_each_function_is_a_module(
     """With no modules.toml, every function file is a module answering !<name>."""
     (waddlebot_functions_dir / "_helpers.py").write_text("", encoding="utf-8")
     table = _modules_table(tmp_path / "absent.toml", waddlebot_functions_dir)
-    assert table == {"modules": [{"name": "weather", "commands": ["!weather"]}]}
+    assert table == {
+        "modules": [
+            {"name": "async_weather", "commands": ["!async_weather"]},
+            {"name": "weather", "commands": ["!weather"]},
+        ]
+    }
 
 
 def test_background_loop_is_stopped_and_closed() -> None:

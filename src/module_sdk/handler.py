@@ -492,7 +492,8 @@ Result: TypeAlias = "Reply | Mapping[str, Any] | str"
 SyncHandler: TypeAlias = Callable[[Event, Any], Result]
 AsyncHandler: TypeAlias = Callable[[Event, Any], Awaitable[Result]]
 LambdaHandler: TypeAlias = Callable[[Any, Any], dict[str, Any]]
-AsyncLambdaHandler: TypeAlias = Callable[[Any, Any], Awaitable[dict[str, Any]]]
+AsyncLambdaHandler: TypeAlias = Callable[[Any, Any], "dict[str, Any] | Awaitable[dict[str, Any]]"]
+"""An async handler's Lambda handler: the reply, or an awaitable of it inside a running loop."""
 
 
 class _Refused(Exception):
@@ -595,7 +596,9 @@ def module_handler(
 ) -> Any:
     """Make ``func(event: Event, context) -> Reply | dict | str`` a Lambda handler.
 
-    The handler it returns (sync, or async for an ``async def``):
+    The handler it returns (for an ``async def`` too, a plain function, as AWS's Python
+    runtime needs: it runs the coroutine with ``asyncio.run``, or returns it to a caller
+    that is itself running an event loop):
 
     - parses the event into :class:`Event` (not a WaddleBot event: an error reply, logged);
     - turns :class:`ReplyError` into ``Reply.error(...)`` and any other exception into the error
@@ -615,17 +618,7 @@ def module_handler(
 
     def decorate(fn: Any) -> Any:
         if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def async_handler(event: Any, context: Any) -> dict[str, Any]:
-                request_id = _request_id(event)
-                try:
-                    result = await fn(Event.parse(event), context)
-                except Exception as exc:
-                    return _answer_exception(options, request_id, exc)
-                return _finish(options, request_id, result)
-
-            return async_handler
+            return _async_handler(fn, options)
 
         @functools.wraps(fn)
         def handler(event: Any, context: Any) -> dict[str, Any]:
@@ -639,3 +632,32 @@ def module_handler(
         return handler
 
     return decorate if func is None else decorate(func)
+
+
+def _async_handler(fn: AsyncHandler, options: _Options) -> AsyncLambdaHandler:
+    """The handler of an ``async def``: it runs the coroutine itself where nothing awaits it.
+
+    AWS's Python runtime calls a handler and sends what it returns, so without a running
+    event loop the call runs to completion with ``asyncio.run`` (a fresh loop per call: open
+    async clients inside the call). Called from a running loop (an in-process test,
+    ``HandlerInvoker``, anything that awaits handlers), it returns the awaitable instead.
+    """
+    import asyncio  # a cold start pays for asyncio only when a handler is async
+
+    async def answer(event: Any, context: Any) -> dict[str, Any]:
+        request_id = _request_id(event)
+        try:
+            result = await fn(Event.parse(event), context)
+        except Exception as exc:
+            return _answer_exception(options, request_id, exc)
+        return _finish(options, request_id, result)
+
+    @functools.wraps(fn)
+    def handler(event: Any, context: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(answer(event, context))
+        return answer(event, context)
+
+    return handler
