@@ -29,6 +29,7 @@ PATHS = ("aiobotocore", "lean")
 # Headers that legitimately differ per call or per client: the signing time and signature,
 # the user agent (each names its own stack) and the per-call invocation id.
 VOLATILE = frozenset({"authorization", "x-amz-date", "user-agent", "amz-sdk-invocation-id"})
+DURABLE_ARN = "arn:aws:lambda:us-east-1:123456789012:function:dice:3/durable-execution/parity-1/x"
 SUCCESS = Reply.ok({"success": True, "message": "You rolled 7", "targets": ["twitch"]})
 
 
@@ -147,6 +148,24 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "large-request-streamed": Scenario([SUCCESS], metadata={"blob": "y" * 700_000}),
     "unicode-request": Scenario([SUCCESS], metadata={"text": "pingü 🐧 \u2028"}),
+    "tenant": Scenario([SUCCESS], {"tenant_id": "community-c-1"}),
+    "tenant-per-request": Scenario(
+        [SUCCESS], {"tenant_id": lambda r: f"community-{r.community_id}"}
+    ),
+    "durable-started": Scenario(
+        [
+            Reply(
+                200,
+                b'{"success": true}',
+                {"X-Amz-Durable-Execution-Arn": DURABLE_ARN, "X-Amz-Executed-Version": "3"},
+            )
+        ],
+        {"durable_execution": True, "qualifier": "3"},
+    ),
+    "durable-duplicate": Scenario(
+        [Reply.aws_error(409, "DurableExecutionAlreadyStartedException", "already started")],
+        {"durable_execution": True},
+    ),
 }
 
 

@@ -45,6 +45,8 @@ class Diagnostics:
         cache_hit: True when the reply came from the response cache.
         dead_letter: ``"stored"`` or ``"failed"`` when the call was dead-lettered.
         dead_letter_id: the dead-letter entry's id, when stored.
+        durable_execution_arn: the execution ARN Lambda answered for a durable function
+            (``durable_execution=True``), else None.
     """
 
     attempts: int = 0
@@ -54,6 +56,7 @@ class Diagnostics:
     cache_hit: bool = False
     dead_letter: Literal["stored", "failed"] | None = None
     dead_letter_id: str | None = None
+    durable_execution_arn: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The diagnostics as a JSON-ready dict."""

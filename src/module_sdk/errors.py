@@ -73,6 +73,9 @@ class ErrorCode(StrEnum):
     """A retry was due but the adapter's retry budget was empty."""
     CANCELLED = "cancelled"
     """The caller cancelled the call (observers see it; the caller gets CancelledError)."""
+    DUPLICATE_EXECUTION = "duplicate_execution"
+    """A durable function's execution with this name was already started (409
+    ``DurableExecutionAlreadyStartedException``): a repeat, recognised by Lambda; not retried."""
     INTERNAL = "internal"
     """An unexpected error inside the SDK; please report it."""
 

@@ -22,6 +22,7 @@ rate_limited               no       no          yes    no       yes
 deadline_exceeded          no       yes         yes    yes      yes
 retry_budget_exhausted     no       yes         yes    yes      yes
 cancelled                  no       no          yes    no       no
+duplicate_execution        no       yes         no     no       no
 internal                   no       yes         yes    no       yes
 =========================  =======  ==========  =====  =======  ============
 
@@ -31,7 +32,8 @@ internal                   no       yes         yes    no       yes
   any call (the caller's bad request, a rate limit, an open breaker) and cancelled calls say
   nothing about the path to the function.
 - **error**: a failure of the call. ``module_error`` is the function's own business answer
-  (``success: false``): a healthy call, never an error in health, metrics or traces.
+  (``success: false``): a healthy call, never an error in health, metrics or traces; so is
+  ``duplicate_execution``, Lambda recognising a repeated start of a durable execution.
 - **outage**: counts as a failure for the circuit breaker by default
   (``CircuitBreakerConfig.failure_codes``). The function's own errors are answers.
 - **dead-letter**: a final failure kept by the dead-letter queue. Not kept: bad requests and
@@ -91,6 +93,7 @@ RULES: dict[ErrorCode, CodeRule] = {
     ErrorCode.DEADLINE_EXCEEDED: CodeRule(outage=True, dead_letter=True),
     ErrorCode.RETRY_BUDGET_EXHAUSTED: CodeRule(outage=True, dead_letter=True),
     ErrorCode.CANCELLED: _REFUSED,
+    ErrorCode.DUPLICATE_EXECUTION: CodeRule(error=False),
     ErrorCode.INTERNAL: _FIXABLE,
 }
 """Every error code's row."""

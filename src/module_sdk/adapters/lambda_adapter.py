@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from module_sdk._models import Diagnostics, ExecuteRequest, ExecuteResponse
@@ -25,6 +25,7 @@ from module_sdk.aws_lambda.clients import (
     ClientSettings,
     credentials_missing,
 )
+from module_sdk.aws_lambda.invoke_options import durable_execution_name, tenant_id_problem
 from module_sdk.aws_lambda.invoker import AioBotocoreInvoker, InvokeCall, Invoker
 from module_sdk.aws_lambda.lean_invoker import LeanInvoker
 from module_sdk.aws_lambda.naming import FunctionTarget, resolve_function, validate_region
@@ -134,6 +135,13 @@ class LambdaAdapter(BaseAdapter):
             request, a fraction of the CPU; ``docs/lean-invoke.md``) or ``"aiobotocore"``
             (aiobotocore's client). Default: ``"lean"``; ``client`` or ``pool`` imply
             ``"aiobotocore"``.
+        tenant_id: ``X-Amz-Tenant-Id`` for functions with per-tenant isolation: a string
+            (1-256 characters), or a function of the request returning one or None (for
+            example ``lambda r: r.community_id``: each WaddleBot community a tenant).
+        durable_execution: send ``X-Amz-Durable-Execution-Name`` derived from the session
+            id, so a repeated start of a durable function is recognised by Lambda and
+            answered ``error_code="duplicate_execution"`` instead of running again; the
+            execution ARN is in ``diagnostics.durable_execution_arn``.
         client: an aiobotocore Lambda client you own (used as-is, never closed here).
         invoker: any object with ``invoke``/``aclose`` (replaces the AWS client entirely).
         clock / rng: time and randomness seams (tests pass a fake clock and a seeded RNG).
@@ -177,6 +185,8 @@ class LambdaAdapter(BaseAdapter):
         invoker: Invoker | None = None,
         pool: ClientPool | None = None,
         http_client: str | None = None,
+        tenant_id: str | Callable[[ExecuteRequest], str | None] | None = None,
+        durable_execution: bool = False,
         clock: Clock | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -229,6 +239,12 @@ class LambdaAdapter(BaseAdapter):
         self.retry_on_timeout = settings.retry_on_timeout
         self.endpoint_url = settings.endpoint_url
         self.max_connections = settings.max_connections
+        if tenant_id is not None and not callable(tenant_id):
+            problem = tenant_id_problem(tenant_id)
+            if problem is not None:
+                raise ConfigurationError(f"tenant_id={tenant_id!r:.80} is invalid: {problem}")
+        self.tenant_id = tenant_id
+        self.durable_execution = bool(durable_execution)
 
         self._clock: Clock = clock or SystemClock()
         self._rng = rng or random.Random()
@@ -316,6 +332,22 @@ class LambdaAdapter(BaseAdapter):
         """Build the Lambda event for ``request``. Override to add or change fields."""
         return build_payload(request, self._clock.utcnow())
 
+    def _tenant_for(self, request: ExecuteRequest) -> str | None:
+        """The ``X-Amz-Tenant-Id`` for ``request``: the fixed one, or the function's answer."""
+        tenant = self.tenant_id
+        if tenant is None or isinstance(tenant, str):
+            return tenant
+        try:
+            value = tenant(request)
+        except Exception as exc:
+            raise RequestError(f"tenant_id({request.session_id!r}) failed: {exc!r}") from exc
+        if value is None:
+            return None
+        problem = tenant_id_problem(value)
+        if problem is not None:
+            raise RequestError(f"tenant_id returned {value!r:.80}: {problem}")
+        return str(value)
+
     def _parse_lambda_response(self, response_data: Any) -> ExecuteResponse:
         """Normalize the function's decoded JSON reply. Override to post-process it."""
         return parse_reply(response_data)
@@ -341,10 +373,18 @@ class LambdaAdapter(BaseAdapter):
                 qualifier=self.qualifier,
                 log_type=self.log_type,
                 client_context=invocation.client_context,
+                tenant_id=self._tenant_for(invocation.request),
+                durable_execution_name=(
+                    durable_execution_name(invocation.session_id)
+                    if self.durable_execution
+                    else None
+                ),
             )
         )
         invocation.aws_request_id = result.request_id
         invocation.executed_version = result.executed_version
+        if result.durable_execution_arn:
+            invocation.durable_execution_arn = result.durable_execution_arn
         invocation.status_code = result.status_code
         response = parse_invocation(result, self.invocation_type, self._parse_lambda_response)
         parsed = response.diagnostics
@@ -386,6 +426,7 @@ class LambdaAdapter(BaseAdapter):
             cache_hit=invocation.cache_hit,
             dead_letter=invocation.dead_letter,
             dead_letter_id=invocation.dead_letter_id,
+            durable_execution_arn=invocation.durable_execution_arn,
         )
 
     async def execute_async(self, request: ExecuteRequest) -> ExecuteResponse:

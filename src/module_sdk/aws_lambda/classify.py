@@ -19,6 +19,7 @@ from module_sdk.errors import ErrorCode, InvocationError
 from module_sdk.outcomes import RETRIED_CODES
 
 __all__ = [
+    "DURABLE_ALREADY_STARTED",
     "THROTTLE_CODES",
     "TRANSIENT_SERVER_CODES",
     "classify_client_error",
@@ -49,6 +50,8 @@ TRANSIENT_SERVER_CODES = frozenset(
         "EC2UnexpectedException",
     }
 )
+DURABLE_ALREADY_STARTED = "DurableExecutionAlreadyStartedException"
+"""A durable execution with the same name was already started (409)."""
 _NOT_FOUND_CODES = frozenset({"ResourceNotFoundException", "NoPublishedVersionException"})
 _ACCESS_CODES = frozenset(
     {
@@ -115,6 +118,8 @@ def classify_client_error(
             reason=code or (f"http_{status}" if status else None),
         )
 
+    if code == DURABLE_ALREADY_STARTED:
+        return make(ErrorCode.DUPLICATE_EXECUTION, " (a repeated start: the execution runs once)")
     if code in THROTTLE_CODES or (not code and status == 429):
         return make(ErrorCode.THROTTLED)
     if code in TRANSIENT_SERVER_CODES:

@@ -65,6 +65,8 @@ class Invocation:
     """Base64 JSON ClientContext to send (observers put trace context here)."""
     aws_request_id: str | None = None
     executed_version: str | None = None
+    durable_execution_arn: str | None = None
+    """``X-Amz-Durable-Execution-Arn`` of the last answer (durable functions)."""
     status_code: int | None = None
     """The HTTP status of the last Lambda API answer (or an API-Gateway reply's statusCode)."""
     aws_error_code: str | None = None
