@@ -39,6 +39,7 @@ EXPECTED = {
     "retry_budget_exhausted": (False, True, True, True, True),
     "cancelled": (False, False, True, False, False),
     "internal": (False, True, True, False, True),
+    "duplicate_execution": (False, True, False, False, False),
 }
 
 
