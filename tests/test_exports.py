@@ -76,3 +76,33 @@ def test_error_codes_are_stable_strings() -> None:
         "configuration",
     }
     assert expected <= {code.value for code in ErrorCode}
+
+
+def test_one_exception_tree() -> None:
+    """Every SDK exception is in errors.py's tree; the old import paths name the same classes."""
+    from module_sdk import errors
+    from module_sdk.local import FunctionConfigError
+    from module_sdk.resilience.deadletter import DeadLetterError
+    from module_sdk.server.config import ServerConfigError
+
+    parents = {
+        name: [base.__name__ for base in getattr(errors, name).__bases__]
+        for name in errors.__all__
+        if name != "ErrorCode"
+    }
+    assert parents == {
+        "ModuleSDKError": ["Exception"],
+        "ConfigurationError": ["ModuleSDKError", "ValueError"],
+        "ServerConfigError": ["ConfigurationError"],
+        "FunctionConfigError": ["ConfigurationError"],
+        "RequestError": ["ModuleSDKError", "ValueError"],
+        "PayloadTooLargeError": ["RequestError"],
+        "InvocationError": ["ModuleSDKError"],
+        "PolicyRejection": ["ModuleSDKError"],
+        "DeadLetterError": ["ModuleSDKError"],
+    }
+    assert (ServerConfigError, FunctionConfigError, DeadLetterError) == (
+        errors.ServerConfigError,
+        errors.FunctionConfigError,
+        errors.DeadLetterError,
+    )

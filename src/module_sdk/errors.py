@@ -3,12 +3,16 @@
 ::
 
     ModuleSDKError
-     ├── ConfigurationError (also ValueError)   a bad adapter / server setting
+     ├── ConfigurationError (also ValueError)   a bad adapter / policy / sink setting
+     │    ├── ServerConfigError                  the module server's configuration file
+     │    └── FunctionConfigError                the local runtime's function definitions
      ├── RequestError (also ValueError)         an ExecuteRequest that cannot be sent
      │    └── PayloadTooLargeError               over Lambda's payload limit
      ├── InvocationError                        a call to Lambda failed (retryable, retry_after)
-     └── PolicyRejection                        a resilience policy refused the call
-                                                  (circuit open, rate limited, deadline, ...)
+     ├── PolicyRejection                        a resilience policy refused the call
+     │                                            (circuit open, rate limited, deadline, ...)
+     └── DeadLetterError                        a dead-letter sink could not store, read or
+                                                  remove an entry
 
 Every error carries an ``error_code`` from :class:`ErrorCode`; the same code ends up in
 ``ExecuteResponse.error_code`` when ``execute_async`` turns the error into a response.
@@ -22,12 +26,15 @@ from enum import StrEnum
 
 __all__ = [
     "ConfigurationError",
+    "DeadLetterError",
     "ErrorCode",
+    "FunctionConfigError",
     "InvocationError",
     "ModuleSDKError",
     "PayloadTooLargeError",
     "PolicyRejection",
     "RequestError",
+    "ServerConfigError",
 ]
 
 
@@ -153,3 +160,15 @@ class PolicyRejection(ModuleSDKError):
     ) -> None:
         super().__init__(message, error_code=error_code)
         self.retry_after = retry_after
+
+
+class ServerConfigError(ConfigurationError):
+    """The server's configuration is invalid: the message names the file, the key and the fix."""
+
+
+class FunctionConfigError(ConfigurationError):
+    """A function definition is invalid; the message names the file, the key and the fix."""
+
+
+class DeadLetterError(ModuleSDKError):
+    """A dead-letter sink could not store, read or remove an entry."""

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from module_sdk.aws_lambda.api import RESPONSE_LIMIT
 from module_sdk.aws_lambda.classify import classify_exception
 from module_sdk.aws_lambda.clients import ClientPool, ClientSettings
-from module_sdk.errors import ErrorCode, InvocationError
+from module_sdk.errors import ConfigurationError, ErrorCode, InvocationError
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
@@ -103,7 +103,7 @@ class AioBotocoreInvoker:
         client: Any = None,
     ) -> None:
         if (settings is None) == (client is None):
-            raise ValueError("give exactly one of settings or client")
+            raise ConfigurationError("give AioBotocoreInvoker exactly one of settings or client")
         from module_sdk.aws_lambda.clients import default_pool
 
         self._settings = settings

@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
+from module_sdk._validate import integer
+
 __all__ = [
     "EMPTY_SHA256",
     "SIGNED_HEADERS_EXCLUDED",
@@ -147,8 +149,7 @@ class SigV4Signer:
     __slots__ = ("_keys", "_scope_tail", "region", "service")
 
     def __init__(self, region: str, service: str, *, key_cache_size: int = _KEY_CACHE_SIZE):
-        if key_cache_size < 1:
-            raise ValueError("key_cache_size must be at least 1")
+        integer("key_cache_size", key_cache_size)
         self.region = region
         self.service = service
         self._scope_tail = (region, service)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from module_sdk.errors import ConfigurationError
+from module_sdk.errors import FunctionConfigError
 
 __all__ = [
     "DEFAULT_MEMORY_MB",
@@ -57,10 +57,6 @@ _KEYS = (
     "aliases",
     "description",
 )
-
-
-class FunctionConfigError(ConfigurationError):
-    """A function definition is invalid; the message names the file, the key and the fix."""
 
 
 @dataclass(frozen=True, slots=True)

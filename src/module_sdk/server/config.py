@@ -31,7 +31,7 @@ from module_sdk.adapters.lambda_adapter import (
     LOG_TYPES,
     LambdaAdapter,
 )
-from module_sdk.errors import ConfigurationError, ErrorCode
+from module_sdk.errors import ConfigurationError, ErrorCode, ServerConfigError
 
 __all__ = [
     "AWS_KEYS",
@@ -74,10 +74,6 @@ ENVIRONMENT_VARIABLES: Mapping[str, str] = MappingProxyType(
     }
 )
 """The environment variables the loader reads, and the key each one overrides."""
-
-
-class ServerConfigError(ConfigurationError):
-    """The server's configuration is invalid: the message names the file, the key and the fix."""
 
 
 # -- value checks -----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from module_sdk.aws_lambda.redact import redact
-from module_sdk.errors import ModuleSDKError
+from module_sdk.errors import DeadLetterError
 from module_sdk.outcomes import DEAD_LETTER_CODES
 
 __all__ = [
@@ -24,10 +24,6 @@ __all__ = [
 ]
 
 ENTRY_FORMAT = 1
-
-
-class DeadLetterError(ModuleSDKError):
-    """A dead-letter sink could not store, read or remove an entry."""
 
 
 def new_entry_id(at: datetime | None = None) -> str:

@@ -345,7 +345,7 @@ class SQLiteDeadLetterSink:
     ) -> builtins.list[DeadLetterEntry]:
         """Entries, oldest first."""
         if limit is not None and limit < 0:
-            raise ValueError(f"limit={limit!r} is invalid: use a number >= 0")
+            raise ConfigurationError(f"limit={limit!r} is invalid: use a number >= 0")
         params = (function_name, -1 if limit is None else limit)
 
         def select(conn: sqlite3.Connection) -> builtins.list[DeadLetterEntry]:

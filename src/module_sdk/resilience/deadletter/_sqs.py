@@ -303,7 +303,7 @@ class SQSDeadLetterSink:
     ) -> builtins.list[DeadLetterEntry]:
         """A peek at up to ``limit`` entries (see the module's limits)."""
         if limit is not None and limit < 0:
-            raise ValueError(f"limit={limit!r} is invalid: use a number >= 0")
+            raise ConfigurationError(f"limit={limit!r} is invalid: use a number >= 0")
         if limit == 0:
             return []
 
