@@ -32,11 +32,8 @@ import argparse
 import asyncio
 import io
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -45,6 +42,7 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry
 
+import lambda_stub
 from module_sdk import ExecuteRequest, LambdaAdapter
 from module_sdk.observability import EmfObserver, PrometheusMetrics, TracingObserver
 from module_sdk.resilience.pipeline import InvocationObserver
@@ -165,14 +163,7 @@ async def main(calls: int, rounds: int, http: bool) -> None:
     await measure("In-process handler (the SDK's own CPU)", in_process, calls, rounds, True)
     if not http:
         return
-    stub = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("lambda_stub.py")), "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert stub.stdout is not None
-        url = stub.stdout.readline().strip()
+    with lambda_stub.running() as url:
         over_http = {
             name: LambdaAdapter(
                 "dice",
@@ -191,9 +182,6 @@ async def main(calls: int, rounds: int, http: bool) -> None:
             rounds,
             False,
         )
-    finally:
-        stub.terminate()
-        stub.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -31,14 +31,11 @@ import asyncio
 import gc
 import logging
 import statistics
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
+import lambda_stub
 from module_sdk import ExecuteRequest, LambdaAdapter
 from module_sdk.resilience.breaker import CircuitBreakerConfig
 from module_sdk.resilience.budget import StandardRetryBudget
@@ -54,22 +51,6 @@ CREDS = {"aws_access_key_id": "AKIDBENCH00000000000", "aws_secret_access_key": "
 
 ENDPOINT: str | None = None
 """The Lambda stub's URL (None: the in-process function)."""
-
-
-@contextmanager
-def lambda_stub() -> Iterator[str]:
-    """Start ``bench/lambda_stub.py`` (no delay) and yield its URL."""
-    stub = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("lambda_stub.py")), "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert stub.stdout is not None
-        yield stub.stdout.readline().strip()
-    finally:
-        stub.kill()
-        stub.wait()
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -203,7 +184,7 @@ async def main() -> None:
     if args.in_process:
         await run(args)
         return
-    with lambda_stub() as url:
+    with lambda_stub.running() as url:
         ENDPOINT = url
         # Every adapter shares one pooled client (same settings); this one keeps it open
         # between rounds, so no round pays for creating it.

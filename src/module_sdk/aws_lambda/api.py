@@ -5,14 +5,20 @@ The adapter, the payload encoder, the handler kit and the local runtime read the
 
 from __future__ import annotations
 
+import re
 from typing import Final, Literal, get_args
 
 from module_sdk.errors import ConfigurationError
 
 __all__ = [
     "EVENT_PAYLOAD_LIMIT",
+    "FUNCTION_RE",
     "INVOCATION_TYPES",
     "LOG_TYPES",
+    "MAX_IDENTIFIER",
+    "MAX_NAME",
+    "MAX_QUALIFIER",
+    "QUALIFIER_RE",
     "RESPONSE_LIMIT",
     "SYNC_PAYLOAD_LIMIT",
     "InvocationType",
@@ -28,6 +34,25 @@ INVOCATION_TYPES: Final[tuple[InvocationType, ...]] = get_args(InvocationType)
 LogType = Literal["None", "Tail"]
 """``X-Amz-Log-Type``: ``Tail`` returns the last 4 KB of the function's log."""
 LOG_TYPES: Final[tuple[LogType, ...]] = get_args(LogType)
+
+FUNCTION_RE: Final = re.compile(
+    r"(?P<arn>arn:(?P<partition>aws[a-zA-Z-]*)?:lambda:)?"
+    r"(?:(?P<region>(?:eusc-)?[a-z]{2}(?:(?:-gov)|(?:-iso(?:[a-z]?)))?-[a-z]+-\d{1}):)?"
+    r"(?:(?P<account>\d{12}):)?"
+    r"(?P<function>function:)?"
+    r"(?P<name>[a-zA-Z0-9\-_\.]+)"
+    r"(?::(?P<qualifier>\$LATEST(?:\.PUBLISHED)?|[a-zA-Z0-9\-_]+))?"
+)
+"""The Invoke API's FunctionName pattern (botocore's Lambda model), with named groups; use
+``fullmatch``."""
+QUALIFIER_RE: Final = re.compile(r"\$(?:LATEST(?:\.PUBLISHED)?)|[a-zA-Z0-9\-_$]+")
+"""The Qualifier pattern; use ``fullmatch``."""
+MAX_IDENTIFIER: Final = 256
+"""The longest FunctionName (a full ARN with its qualifier)."""
+MAX_NAME: Final = 64
+"""The longest function name."""
+MAX_QUALIFIER: Final = 128
+"""The longest qualifier (version or alias)."""
 
 SYNC_PAYLOAD_LIMIT: Final = 6 * 1024 * 1024
 """The request payload limit of RequestResponse (and DryRun) calls, in bytes."""

@@ -5,25 +5,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from module_sdk.aws_lambda.api import (
+    FUNCTION_RE,
+    MAX_IDENTIFIER,
+    MAX_NAME,
+    MAX_QUALIFIER,
+    QUALIFIER_RE,
+)
 from module_sdk.errors import ConfigurationError
 
 __all__ = ["FunctionTarget", "resolve_function", "validate_qualifier", "validate_region"]
 
-# AWS's FunctionName pattern (botocore's Lambda model), with named groups.
-_FUNCTION_RE = re.compile(
-    r"(?P<arn>arn:(?P<partition>aws[a-zA-Z-]*)?:lambda:)?"
-    r"(?:(?P<region>(?:eusc-)?[a-z]{2}(?:(?:-gov)|(?:-iso(?:[a-z]?)))?-[a-z]+-\d{1}):)?"
-    r"(?:(?P<account>\d{12}):)?"
-    r"(?P<function>function:)?"
-    r"(?P<name>[a-zA-Z0-9\-_\.]+)"
-    r"(?::(?P<qualifier>\$LATEST(?:\.PUBLISHED)?|[a-zA-Z0-9\-_]+))?"
-)
-_QUALIFIER_RE = re.compile(r"\$(?:LATEST(?:\.PUBLISHED)?)|[a-zA-Z0-9\-_$]+")
+_FUNCTION_RE = FUNCTION_RE
+_QUALIFIER_RE = QUALIFIER_RE
 _REGION_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _NAME_CHARS_RE = re.compile(r"[a-zA-Z0-9\-_]+")
-MAX_IDENTIFIER = 256
-MAX_NAME = 64
-MAX_QUALIFIER = 128
 
 _NAME_HELP = (
     "use a function name (letters, digits, '-', '_', at most 64), 'name:qualifier', "

@@ -23,14 +23,13 @@ from typing import Any
 
 import h11
 
+from module_sdk.aws_lambda.api import RESPONSE_LIMIT  # the largest buffered response
 from module_sdk.local._streaming import ResponseSink
 
 __all__ = ["RESPONSE_LIMIT", "Invocation", "Reply", "RuntimeApi"]
 
 logger = logging.getLogger("module_sdk.local")
 
-RESPONSE_LIMIT = 6 * 1024 * 1024
-"""The largest buffered response a function may give (6 MiB, as on Lambda)."""
 STREAM_LIMIT = 200 * 1024 * 1024
 """The largest streamed response (200 MiB, as on Lambda)."""
 _PREFIX = "/2018-06-01/runtime/"

@@ -18,6 +18,16 @@ from typing import Any, Self
 
 from aiohttp import web
 
+from module_sdk.aws_lambda.api import (
+    FUNCTION_RE,
+    INVOCATION_TYPES,
+    MAX_IDENTIFIER,
+    MAX_QUALIFIER,
+    QUALIFIER_RE,
+    RESPONSE_LIMIT,
+    SYNC_PAYLOAD_LIMIT,
+    payload_limit,
+)
 from module_sdk.errors import ConfigurationError
 from module_sdk.local._config import FunctionConfigError, FunctionSpec, load_functions
 from module_sdk.local._control import function_configuration, list_page
@@ -38,9 +48,6 @@ __all__ = ["InvocationRecord", "LocalLambdaRuntime", "RuntimeStats"]
 
 logger = logging.getLogger("module_sdk.local")
 
-SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024
-EVENT_PAYLOAD_LIMIT = 1024 * 1024
-RESPONSE_LIMIT = 6 * 1024 * 1024
 CLIENT_CONTEXT_LIMIT = 3583
 LOG_TAIL_BYTES = 4096
 DEFAULT_CONCURRENCY_LIMIT = 1000
@@ -48,17 +55,7 @@ DEFAULT_CONCURRENCY_LIMIT = 1000
 INVOKE_PATH = "/2015-03-31/functions/{name}/invocations"
 STREAM_PATH = "/2021-11-15/functions/{name}/response-streaming-invocations"
 
-_INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 _STREAM_INVOCATION_TYPES = ("RequestResponse", "DryRun")
-_FUNCTION_RE = re.compile(
-    r"^(?:arn:aws[a-zA-Z-]*:lambda:)?"
-    r"(?:(?P<region>[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d):)?"
-    r"(?:(?P<account>\d{12}):)?"
-    r"(?:function:)?"
-    r"(?P<name>[a-zA-Z0-9_.-]+)"
-    r"(?::(?P<qualifier>\$LATEST|[a-zA-Z0-9_-]+))?$"
-)
-_QUALIFIER_RE = re.compile(r"^(\$LATEST|[a-zA-Z0-9_$-]{1,128})$")
 _REGION_IN_AUTH_RE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/lambda/")
 _TENANT_RE = re.compile(r"^[a-zA-Z0-9._:/=+\-@ ]{1,256}$")
 FUNCTIONS_PATH = "/2015-03-31/functions"
@@ -515,8 +512,8 @@ class LocalLambdaRuntime:
 
     def _resolve(self, request: web.Request) -> tuple[FunctionPool, str, str | None, str]:
         raw = request.match_info["name"]
-        match = _FUNCTION_RE.match(raw)
-        if match is None or len(raw) > 256:
+        match = FUNCTION_RE.fullmatch(raw)
+        if match is None or len(raw) > MAX_IDENTIFIER:
             raise _AwsError(
                 400,
                 "InvalidParameterValueException",
@@ -528,7 +525,7 @@ class LocalLambdaRuntime:
         qualifier = match["qualifier"]
         query_qualifier = request.query.get("Qualifier")
         if query_qualifier is not None:
-            if not _QUALIFIER_RE.match(query_qualifier):
+            if not QUALIFIER_RE.fullmatch(query_qualifier) or len(query_qualifier) > MAX_QUALIFIER:
                 raise _AwsError(
                     400,
                     "InvalidParameterValueException",
@@ -693,7 +690,7 @@ class LocalLambdaRuntime:
         pool, name, qualifier, arn = self._resolve(request)
         invocation_type = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
         streaming = request.path.endswith("/response-streaming-invocations")
-        allowed = _STREAM_INVOCATION_TYPES if streaming else _INVOCATION_TYPES
+        allowed = _STREAM_INVOCATION_TYPES if streaming else INVOCATION_TYPES
         if invocation_type not in allowed:
             raise _AwsError(
                 400,
@@ -712,7 +709,7 @@ class LocalLambdaRuntime:
                 "satisfy constraint: Member must satisfy enum value set: [Tail, None]",
                 "invalid_request",
             )
-        limit = EVENT_PAYLOAD_LIMIT if invocation_type == "Event" else SYNC_PAYLOAD_LIMIT
+        limit = payload_limit(invocation_type)
         length = request.content_length
         if length is not None and length > limit:
             raise _AwsError(
