@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from module_sdk._models import Diagnostics, ExecuteRequest, ExecuteResponse
@@ -41,6 +41,7 @@ from module_sdk.errors import (
     ErrorCode,
     InvocationError,
     ModuleSDKError,
+    PolicyRejection,
     RequestError,
 )
 from module_sdk.resilience.breaker import CircuitBreakerPolicy
@@ -448,6 +449,116 @@ class LambdaAdapter(BaseAdapter):
             logger.exception("building the Lambda event failed")
             return self._failure(RequestError(f"building the Lambda event failed: {exc}"))
         return await self._run(request, payload, body, started)
+
+    async def stream_async(self, request: ExecuteRequest) -> AsyncIterator[bytes]:
+        """Invoke with InvokeWithResponseStream; yield the function's bytes as they arrive.
+
+        ::
+
+            async for chunk in adapter.stream_async(request):
+                ...
+
+        Until the first event arrives, failures are retried exactly as ``execute_async``
+        retries them (``max_retries``, backoff, ``Retry-After``, the retry budget), all
+        within ``total_timeout``, which also bounds the wait for every later chunk. Once a
+        chunk has been yielded nothing is retried (the function has run): a failure then
+        raises. Works on both ``http_client`` paths. The rate limit, cache, circuit breaker,
+        dead-letter queue and observers apply to ``execute_async`` only.
+
+        Raises:
+            ModuleSDKError: the request is invalid, the call failed for good, the function
+                failed (``error_code`` ``function_error``; the message is InvokeComplete's
+                ``ErrorCode: ErrorDetails``), the stream broke after its first chunk, or
+                ``total_timeout`` ran out (``deadline_exceeded``).
+        """
+        from module_sdk.aws_lambda.streaming import Chunk, Complete, EventStream, open_stream
+
+        started = self._clock.monotonic()
+        validate_request(request)
+        payload = self._build_lambda_payload(request)
+        body = encode_payload(payload, "RequestResponse")
+        invocation = Invocation(
+            request=request,
+            payload=payload,
+            body=body,
+            target=self.target,
+            region=self.invoke_region,
+            invocation_type="RequestResponse",
+            started=started,
+            deadline=None if self.total_timeout is None else started + self.total_timeout,
+        )
+        opened: list[tuple[EventStream, Chunk | Complete]] = []
+
+        async def attempt(current: Invocation) -> ExecuteResponse:
+            current.attempts += 1
+            stream = await open_stream(
+                self._invoker,
+                InvokeCall(
+                    function_name=self.function_name,
+                    payload=current.body,
+                    qualifier=self.qualifier,
+                    log_type=self.log_type,
+                    client_context=current.client_context,
+                ),
+            )
+            try:
+                first: Chunk | Complete = await stream.__anext__()
+            except StopAsyncIteration:
+                first = Complete()
+            except BaseException:
+                await stream.aclose()
+                raise
+            current.aws_request_id = stream.request_id
+            current.status_code = stream.status_code
+            opened.append((stream, first))
+            return ExecuteResponse(success=True)
+
+        await self._retry(invocation, attempt)
+        stream, event = opened[-1]
+        deadline = invocation.deadline
+        try:
+            while True:
+                if isinstance(event, Complete):
+                    if event.error_code:
+                        raise InvocationError(
+                            f"{event.error_code}: {event.error_details or ''}".rstrip(": "),
+                            error_code=ErrorCode.FUNCTION_ERROR,
+                            retryable=False,
+                            aws_code=event.error_code,
+                        )
+                    return
+                if event.payload:
+                    yield event.payload
+                try:
+                    if deadline is None:
+                        event = await stream.__anext__()
+                    else:
+                        async with self._clock.timeout_at(deadline):
+                            event = await stream.__anext__()
+                except StopAsyncIteration:
+                    raise InvocationError(
+                        "the stream ended without InvokeComplete (not retried: the function "
+                        "has run)",
+                        error_code=ErrorCode.CONNECTION,
+                        retryable=False,
+                    ) from None
+                except TimeoutError:
+                    raise PolicyRejection(
+                        f"total_timeout ran out while streaming, after "
+                        f"{self._clock.monotonic() - started:.2f}s",
+                        error_code=ErrorCode.DEADLINE_EXCEEDED,
+                    ) from None
+                except InvocationError as exc:
+                    raise InvocationError(
+                        f"the stream broke after its first chunk (not retried: the function "
+                        f"has run): {exc.message}",
+                        error_code=exc.error_code,
+                        retryable=False,
+                        status_code=exc.status_code,
+                        aws_code=exc.aws_code,
+                    ) from exc
+        finally:
+            await stream.aclose()
 
     async def invoke_payload(
         self, payload: Mapping[str, Any], *, dead_letter: bool = False
