@@ -488,6 +488,7 @@ class LambdaAdapter(BaseAdapter):
             deadline=None if self.total_timeout is None else started + self.total_timeout,
         )
         opened: list[tuple[EventStream, Chunk | Complete]] = []
+        tenant = self._tenant_for(request)
 
         async def attempt(current: Invocation) -> ExecuteResponse:
             current.attempts += 1
@@ -499,6 +500,7 @@ class LambdaAdapter(BaseAdapter):
                     qualifier=self.qualifier,
                     log_type=self.log_type,
                     client_context=current.client_context,
+                    tenant_id=tenant,
                 ),
             )
             try:
