@@ -31,7 +31,9 @@ def handler(event: Event, context: object) -> Reply:
     if not event.args:
         raise ReplyError("usage: !weather CITY")
     city = " ".join(event.args)
-    return Reply.text(f"Sunny in {city}", words=list(event.args), user=event.user.id)
+    return Reply.text(
+        f"Sunny in {city}", words=list(event.args), user=event.user.id, platform=event.platform
+    )
 """
 
 # An async def handler, run by the local runtime's worker as AWS's runtime would run it.
@@ -142,6 +144,10 @@ def test_server_in_front_answers_like_a_module(waddlebot_server: RouterClient) -
     """The router's request reaches the function through the module server (real HTTP)."""
     answer = waddlebot_server.execute("!w", '"New York" tomorrow', user_id="viewer-7")
     assert answer["success"] and answer["message"] == "Sunny in New York tomorrow"
+    # The router sends no platform (the server's default_platform applies); extra fields add it.
+    assert answer["data"]["user"] == "viewer-7" and answer["data"]["platform"] == "unknown"
+    on_discord = waddlebot_server.execute("!weather", "Oslo", platform="discord")
+    assert on_discord["data"]["platform"] == "discord"
     assert answer["module"] == "weather" and answer["session_id"].startswith("sess_")
     assert answer["data"]["words"] == ["New York", "tomorrow"]
     status, body = waddlebot_server.post("/api/v1/execute", {"command": "!unknown"})

@@ -362,21 +362,34 @@ class RouterClient:
             with exc:
                 return exc.code, json.loads(exc.read() or b"null")
 
-    def execute(self, command: str, args: str = "", **fields: Any) -> dict[str, Any]:
-        """Send a command as the router does (``args`` is one string); the module's answer.
+    def execute(
+        self,
+        command: str,
+        args: str = "",
+        *,
+        user_id: str = "viewer-1",
+        entity_id: str = "channel-1",
+        community_id: int = 1,
+        session_id: str | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """Send a command with the body the router builds; the module's JSON answer.
 
-        Fails the test on any status but 200 (use :meth:`post` to check those).
+        The router's seven fields: ``command``, ``args`` (one string), ``user_id``,
+        ``entity_id``, ``community_id`` (an int), ``session_id`` (default: a new
+        ``sess_`` id) and ``message``. ``extra`` adds fields the router never sends
+        (``platform``, ``metadata``). Fails the test on any status but 200 (:meth:`post`
+        checks those).
         """
-        request = command_request(command, args, **fields)
         body = {
             "command": command,
             "args": args,
-            "user_id": request.user_id,
-            "entity_id": request.entity_id,
-            "community_id": request.community_id,
-            "session_id": request.session_id,
-            "message": f"{command} {args}".strip(),
-            "platform": request.platform,
+            "user_id": user_id,
+            "entity_id": entity_id,
+            "community_id": community_id,
+            "session_id": session_id or f"sess_{next(_session_ids):032x}",
+            "message": f"{command} {args}" if args else command,
+            **extra,
         }
         status, answer = self.post("/api/v1/execute", body)
         if status != 200:
