@@ -34,7 +34,7 @@ from module_sdk.resilience.deadletter import SQLiteDeadLetterSink
 from module_sdk.resilience.pipeline import Invocation
 from module_sdk.server import ModuleServer, parse_config
 
-SERVICE_KEY = "reliability-service-key"
+SERVICE_KEY = "reliability-service-key-0123456789abcdef"
 SYNC_FUNCTION = "chat"
 EVENT_FUNCTION = "chat_event"
 EVENT_CONCURRENCY = 4

@@ -9,7 +9,7 @@ from module_sdk.server import ModuleServer, build_adapter, parse_config
 from module_sdk.testing import FakeClock, ScriptedLambdaServer
 from observability_support import BOOM, THROTTLE
 
-KEY = "metrics-test-key-123"
+KEY = "metrics-test-key-0123456789abcdef"
 
 
 def config(endpoint: str) -> dict[str, object]:

@@ -58,3 +58,41 @@ def test_text_without_quotes_splits_on_whitespace(text: str) -> None:
 def test_double_quoted_words_come_back_intact(words: list[str]) -> None:
     """Any words (spaces, apostrophes, backslashes included) survive double-quoting."""
     assert split_args(" ".join(f'"{w}"' for w in words)) == words
+
+
+def _shell_oracle(text: str) -> list[str]:
+    """The standard library's shell lexer with the same rules (no escapes, no comments)."""
+    import shlex
+
+    lexer = shlex.shlex(text, posix=True)
+    lexer.whitespace = "".join(chr(c) for c in range(0x3001) if chr(c).isspace())
+    lexer.whitespace_split = True
+    lexer.commenters = ""
+    lexer.escape = ""
+    try:
+        return list(lexer)
+    except ValueError:
+        return text.split()
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab \"'\t\u00a0\u3000\\#")), max_size=40))
+def test_split_args_agrees_with_the_shell_lexer(text: str) -> None:
+    assert split_args(text) == _shell_oracle(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '"' + "x" * 1_000_000 + '"',  # one long quoted word
+        "'a b' " * 150_000,  # many short quoted words
+        '"' + "x " * 500_000,  # a quote that never closes
+    ],
+    ids=["long-word", "many-words", "unclosed"],
+)
+def test_split_args_is_linear(text: str) -> None:
+    # A million characters take a fraction of a second; the shell lexer took about 17 s.
+    import time
+
+    started = time.process_time()
+    split_args(text)
+    assert time.process_time() - started < 3.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,9 @@ def test_the_issue_example_works_verbatim(tmp_path: Path) -> None:
     assert (cfg.host, cfg.port) == ("0.0.0.0", 8000)
     [dice] = cfg.modules
     assert (dice.name, dice.commands) == ("dice", ("!roll", "!dice"))
-    server = ModuleServer(cfg)
+    with pytest.raises(ConfigurationError, match="at least 32 random characters"):
+        ModuleServer(cfg)  # the example's placeholder is too short to start with
+    server = ModuleServer(dataclasses.replace(cfg, service_api_key="k" * 32))
     adapter = server.modules["dice"]
     assert adapter.get_module_info()["function_name"] == "waddlebot-dice"
     assert kwargs(cfg)["endpoint_url"] == "http://127.0.0.1:3001"
@@ -69,7 +72,7 @@ def test_the_issue_example_works_verbatim(tmp_path: Path) -> None:
 def test_every_key_is_accepted(tmp_path: Path) -> None:
     """A file using every documented key loads, and per-module keys override [aws]."""
     text = """
-service_api_key = "s3cret-key"
+service_api_key = "s3cret-key-0123456789abcdef-0123456789"
 [server]
 host = "127.0.0.1"
 port = 9000

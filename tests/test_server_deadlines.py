@@ -18,7 +18,7 @@ from module_sdk.server.config import default_deadline
 from module_sdk.testing import Reply, ScriptedLambdaServer
 from router_support import RouterClient, router_body
 
-KEY = "deadline-key"
+KEY = "deadline-test-key-0123456789abcdef"
 
 
 def document(endpoint: str, server: dict[str, Any] | None = None, **module: Any) -> Any:

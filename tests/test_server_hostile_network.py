@@ -320,3 +320,194 @@ async def test_accept_failures_are_logged_once_per_interval(scripted: ScriptedLa
     assert failures >= 1, err[-2000:]
     assert failures <= 2, f"{failures} accept-failure lines:\n{err[-2000:]}"
     assert "Traceback" not in err
+
+
+# -- one keyed request must not stall the server -----------------------------------------
+
+
+def execute_body(**fields: Any) -> bytes:
+    body = {
+        "command": "!roll",
+        "args": "2d6",
+        "user_id": "u1",
+        "entity_id": "e1",
+        "community_id": "c1",
+        "session_id": "s1",
+        **fields,
+    }
+    return json.dumps(body).encode()
+
+
+async def post(server: ModuleServer, payload: bytes, key: str = KEY) -> tuple[int, bytes]:
+    reader, writer = await connect(server)
+    head = execute_head(len(payload), key).replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+    writer.write(head + payload)
+    answer = await until_eof(reader, within=10)
+    writer.close()
+    return status(answer), answer.partition(b"\r\n\r\n")[2]
+
+
+@pytest.mark.parametrize(
+    "args",
+    ['"' + "x" * 1_000_000 + '"', ["x" * 1000] * 1000],
+    ids=["string", "list"],
+)
+async def test_args_over_max_args_chars_are_413_before_splitting(
+    hostile: Any, scripted: ScriptedLambdaServer, args: Any
+) -> None:
+    server = await hostile(max_body_bytes=4 * 1024 * 1024)
+    began = time.monotonic()
+    code, answer = await post(server, execute_body(args=args))
+    assert code == 413
+    assert json.loads(answer)["error_code"] == "args_too_large"
+    assert b"max_args_chars" in answer
+    assert time.monotonic() - began < 3
+    assert scripted.count() == 0
+
+
+async def test_a_huge_json_integer_is_400_not_500(
+    hostile: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await hostile()
+    payload = execute_body()[:-1] + b', "metadata": {"n": ' + b"9" * 5000 + b"}}"
+    code, answer = await post(server, payload)
+    assert code == 400
+    assert json.loads(answer)["error_code"] == "invalid_request"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+# -- authentication failures --------------------------------------------------------------
+
+
+async def test_the_401_log_quotes_the_raw_path(
+    hostile: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    server = await hostile()
+    reader, writer = await connect(server)
+    writer.write(
+        b"GET /x%0AERROR%20module_sdk.server.app:%20FORGED HTTP/1.1\r\nHost: x\r\n"
+        b"Connection: close\r\n\r\n"
+    )
+    assert status(await until_eof(reader, within=5)) == 401
+    writer.close()
+    [line] = [r.getMessage() for r in caplog.records if "refused GET" in r.getMessage()]
+    assert "\n" not in line
+    assert "'/x%0AERROR%20module_sdk.server.app:%20FORGED'" in line
+
+
+async def test_401_warnings_are_rate_limited(
+    hostile: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    server = await hostile(max_auth_failures=0)  # no slowdown: every request reaches the check
+    reader, writer = await connect(server)
+    for _ in range(50):  # one keep-alive connection, as fast as it can
+        writer.write(b"GET /api/v1/modules HTTP/1.1\r\nHost: x\r\nX-Service-Key: nope\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert status(head) == 401
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        await asyncio.wait_for(reader.readexactly(length), 5)
+    writer.close()
+    lines = [r for r in caplog.records if "X-Service-Key header" in r.getMessage()]
+    assert len(lines) == 1
+    assert not [r for r in caplog.records if r.name == "module_sdk.server.access"]
+    assert "nope" not in caplog.text
+
+
+async def test_repeated_failures_from_one_address_are_slowed_down(hostile: Any) -> None:
+    server = await hostile(max_auth_failures=3)
+    for _ in range(3):
+        code, _answer = await post(server, execute_body(), key="wrong-key")
+        assert code == 401
+    code, answer = await post(server, execute_body())  # even the right key waits now
+    assert code == 429
+    assert json.loads(answer)["error_code"] == "too_many_failures"
+
+
+def test_the_failure_window_ends() -> None:
+    from module_sdk.server._protection import AuthFailures, ThrottledLog
+
+    now = [1000.0]
+    failures = AuthFailures(
+        2,
+        ThrottledLog(logging.getLogger("test"), 10.0, lambda: now[0]),
+        window=60.0,
+        max_addresses=2,
+        clock=lambda: now[0],
+    )
+    failures.failed("10.0.0.1", "GET", "/", missing=True)
+    assert failures.retry_after("10.0.0.1") == 0
+    failures.failed("10.0.0.1", "GET", "/", missing=True)
+    assert failures.retry_after("10.0.0.1") == 60
+    assert failures.retry_after("10.0.0.2") == 0  # another address is not affected
+    now[0] += 59.5
+    assert failures.retry_after("10.0.0.1") == 1
+    now[0] += 1
+    assert failures.retry_after("10.0.0.1") == 0
+    for address in ("a", "b", "c"):  # only max_addresses are remembered
+        failures.failed(address, "GET", "/", missing=False)
+        failures.failed(address, "GET", "/", missing=False)
+    assert failures.retry_after("a") == 0
+    assert failures.retry_after("c") > 0
+
+
+def test_a_short_service_key_is_refused_naming_the_fix() -> None:
+    from module_sdk.errors import ConfigurationError
+
+    short = parse_config(
+        {
+            "service_api_key": "change-me",
+            "aws": {"region": "us-east-1", "endpoint_url": "http://127.0.0.1:9"},
+            "modules": [{"name": "dice", "commands": ["!roll"]}],
+        },
+        source="modules.toml",
+        env={},
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        ModuleServer(short, metrics=False)
+    message = str(caught.value)
+    assert "modules.toml" in message and "9 characters" in message
+    assert "secrets.token_urlsafe" in message
+    assert "change-me" not in message
+
+
+# -- disconnects and shutdown -------------------------------------------------------------
+
+
+async def test_a_client_leaving_mid_body_is_logged_at_debug(
+    hostile: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    server = await hostile()
+    _reader, writer = await connect(server)
+    writer.write(execute_head(1000) + b'{"command": "!roll"')
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.transport.abort()
+    async with asyncio.timeout(5):
+        while not any("disconnected" in r.getMessage() for r in caplog.records):
+            await asyncio.sleep(0.01)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_drain_delay_keeps_serving_with_health_503(scripted: ScriptedLambdaServer) -> None:
+    server = await started(scripted, drain_delay=0.5)
+    reader, writer = await connect(server)  # a keep-alive connection from before SIGTERM
+    closing = asyncio.create_task(server.aclose())
+    await asyncio.sleep(0.1)
+    try:
+        new_reader, new_writer = await connect(server)  # still listening
+        new_writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = await until_eof(new_reader, within=5)  # Connection: close: the server ends it
+        assert status(answer) == 503
+        assert b'"draining"' in answer
+        new_writer.close()
+        payload = execute_body()
+        writer.write(execute_head(len(payload)) + payload)
+        answer = await until_eof(reader, within=5)
+        assert status(answer) == 200
+        assert b"connection: close" in answer.lower()
+        writer.close()
+    finally:
+        await closing

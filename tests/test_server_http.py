@@ -19,7 +19,7 @@ from module_sdk.aws_lambda.clients import ClientPool
 from module_sdk.server import ModuleServer, ServerConfig, build_adapter, parse_config
 from module_sdk.testing import Reply, ScriptedLambdaServer
 
-KEY = "test-service-key-123"
+KEY = "test-service-key-0123456789abcdef"
 AUTH = {"X-Service-Key": KEY}
 
 
@@ -368,7 +368,9 @@ async def test_an_event_over_lambdas_limit_is_413(
     scripted: ScriptedLambdaServer,
 ) -> None:
     """A body the server accepts but over Lambda's 1 MB Event limit is a 413 too."""
-    server = await start(scripted, {"max_body_bytes": 4 * 1024 * 1024})
+    server = await start(
+        scripted, {"max_body_bytes": 4 * 1024 * 1024, "max_args_chars": 2 * 1024 * 1024}
+    )
     try:
         async with aiohttp.ClientSession() as session:
             big = json.dumps(body(command="!audit", args="x" * (1024 * 1024 + 10))).encode()

@@ -11,7 +11,7 @@ import aiohttp
 from module_sdk.local import LocalLambdaRuntime
 from module_sdk.server import ModuleServer, parse_config
 
-KEY = "local-runtime-key"
+KEY = "local-runtime-test-key-0123456789abcdef"
 
 DICE = """
 def handler(event, context):

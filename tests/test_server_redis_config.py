@@ -14,7 +14,7 @@ from module_sdk.server.config import url_without_password
 def document(**redis: Any) -> dict[str, Any]:
     """A minimal configuration with a ``[redis]`` table."""
     return {
-        "service_api_key": "k",
+        "service_api_key": "redis-config-test-key-0123456789abcdef",
         "redis": redis,
         "aws": {"region": "us-east-1"},
         "modules": [{"name": "dice", "commands": ["!roll"]}],

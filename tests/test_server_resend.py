@@ -144,7 +144,7 @@ async def test_resend_answers_are_counted_and_logged(
     """A re-send answered from the stored run shows in /metrics and in the log (resend=...)."""
     config = parse_config(
         {
-            "service_api_key": "k",
+            "service_api_key": "resend-test-key-0123456789abcdef",
             "aws": {"region": "us-east-1", "endpoint_url": scripted.url, "max_retries": 0},
             "modules": [{"name": "dice", "function": "dice", "commands": ["!roll"]}],
         },
@@ -154,7 +154,7 @@ async def test_resend_answers_are_counted_and_logged(
     caplog.set_level(logging.INFO, logger="module_sdk.server.app")
     async with (
         ModuleServer(config, host="127.0.0.1", port=0) as server,
-        aiohttp.ClientSession(headers={"X-Service-Key": "k"}) as session,
+        aiohttp.ClientSession(headers={"X-Service-Key": config.service_api_key or ""}) as session,
     ):
         answers = []
         for _ in range(2):

@@ -25,7 +25,7 @@ from module_sdk.server import ModuleServer, parse_config
 from module_sdk.testing import RedisServer
 from router_support import FlakyProxy, RouterClient, router_body
 
-KEY = "router-test-key"
+KEY = "router-test-key-0123456789abcdef"
 
 
 def counting_function(runs: Path, seconds: float) -> str:

@@ -21,7 +21,7 @@ from module_sdk.aws_lambda.clients import ClientPool
 from module_sdk.server import ModuleServer, build_adapter, parse_config, serve_until_stopped
 from module_sdk.testing import Reply, ScriptedLambdaServer
 
-KEY = "shutdown-test-key"
+KEY = "shutdown-test-key-0123456789abcdef"
 
 
 def document(endpoint: str, grace: float) -> dict[str, Any]:

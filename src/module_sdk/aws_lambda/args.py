@@ -8,7 +8,7 @@ always agree: ``split_args(join_args(words)) == words`` for any list of strings.
 
 from __future__ import annotations
 
-import shlex
+import re
 from collections.abc import Iterable
 
 __all__ = ["join_args", "split_args"]
@@ -19,7 +19,15 @@ _WHITESPACE = (
     "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004"
     "\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
-_QUOTES = ('"', "'")
+_SPACE = "[" + re.escape(_WHITESPACE) + "]"
+# One pass, each character read once: a quoted run, a plain run, a whitespace run, or a quote
+# without its closing partner. (shlex, used before, grew quadratically on long quoted words.)
+_TOKEN = re.compile(
+    r"(?P<quoted>\"[^\"]*\"|'[^']*')"
+    rf"|(?P<plain>[^\"'{re.escape(_WHITESPACE)}]+)"
+    rf"|(?P<space>{_SPACE}+)"
+    r"|(?P<lone>[\"'])"
+)
 
 
 def split_args(text: str) -> list[str]:
@@ -32,16 +40,26 @@ def split_args(text: str) -> list[str]:
     whitespace only and every character is kept.
     """
     if '"' not in text and "'" not in text:
-        return text.split()  # the common case, and what the lexer would answer
-    lexer = shlex.shlex(text, posix=True)
-    lexer.whitespace = _WHITESPACE
-    lexer.whitespace_split = True
-    lexer.commenters = ""
-    lexer.escape = ""
-    try:
-        return list(lexer)
-    except ValueError:  # "No closing quotation"
-        return text.split()
+        return text.split()  # the common case
+    words: list[str] = []
+    parts: list[str] = []
+    in_word = False
+    for match in _TOKEN.finditer(text):
+        kind = match.lastgroup
+        if kind == "space":
+            if in_word:
+                words.append("".join(parts))
+                parts = []
+                in_word = False
+        elif kind == "lone":  # a quote that never closes: split on whitespace only
+            return text.split()
+        else:
+            token = match.group()
+            parts.append(token[1:-1] if kind == "quoted" else token)
+            in_word = True
+    if in_word:
+        words.append("".join(parts))
+    return words
 
 
 def join_args(words: Iterable[str]) -> str:

@@ -29,6 +29,7 @@ import asyncio
 import errno
 import json
 import logging
+import math
 import re
 import resource
 import time
@@ -41,13 +42,17 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_runner import BaseRunner, BaseSite
 
+from module_sdk.errors import ConfigurationError
 from module_sdk.server.config import ServerConfig
 
 __all__ = [
+    "MIN_SERVICE_KEY_LENGTH",
+    "AuthFailures",
     "ConnectionGuard",
     "ConnectionLimits",
     "GuardedSite",
     "ThrottledLog",
+    "check_service_key",
     "install_accept_log_limit",
     "raise_open_files_limit",
 ]
@@ -451,3 +456,99 @@ def raise_open_files_limit() -> tuple[int, int]:
         logger.info("open-files limit raised from %d to %d", soft, target)
         return soft, target
     return soft, soft
+
+
+# -- authentication failures --------------------------------------------------------------
+
+MIN_SERVICE_KEY_LENGTH = 32
+"""Shortest service key the server starts with."""
+
+
+def check_service_key(key: str, source: str) -> None:
+    """Refuse a guessable service key, saying how to make a good one.
+
+    Raises:
+        ConfigurationError: the key is shorter than :data:`MIN_SERVICE_KEY_LENGTH` characters.
+    """
+    if len(key) < MIN_SERVICE_KEY_LENGTH:
+        raise ConfigurationError(
+            f"{source}: service_api_key is {len(key)} characters long: use at least "
+            f"{MIN_SERVICE_KEY_LENGTH} random characters, for example the output of "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))', and give the "
+            "router the same value"
+        )
+
+
+class AuthFailures:
+    """Counts wrong or missing keys per client address; past the limit, the address waits.
+
+    An address with ``limit`` failures within ``window`` seconds is answered 429 (before its key
+    is even compared) until the window ends, so guessing the key costs a minute per ``limit``
+    tries. At most ``max_addresses`` addresses are remembered (the oldest are forgotten first).
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        log: ThrottledLog,
+        *,
+        window: float = 60.0,
+        max_addresses: int = 10_000,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self._log = log
+        self._clock = clock
+        self._max = max_addresses
+        self._seen: dict[str, tuple[float, int]] = {}
+
+    def retry_after(self, address: str) -> int:
+        """Seconds ``address`` must wait (0: it may try)."""
+        if self.limit <= 0:
+            return 0
+        entry = self._seen.get(address)
+        if entry is None:
+            return 0
+        started, count = entry
+        left = started + self.window - self._clock()
+        if left <= 0:
+            del self._seen[address]
+            return 0
+        return max(1, math.ceil(left)) if count >= self.limit else 0
+
+    def failed(self, address: str, method: str, raw_path: str, missing: bool) -> None:
+        """Count one failure and log it (rate-limited; the path as sent, quoted)."""
+        self._log(
+            logging.WARNING,
+            "unauthorized",
+            "refused %s %s from %s: %s X-Service-Key header",
+            method,
+            _quoted(raw_path),
+            address,
+            "missing" if missing else "wrong",
+        )
+        if self.limit <= 0:
+            return
+        now = self._clock()
+        started, count = self._seen.pop(address, (now, 0))
+        if now - started >= self.window:
+            started, count = now, 0
+        self._seen[address] = (started, count + 1)  # (re)inserted last: the newest
+        if count + 1 == self.limit:
+            self._log(
+                logging.WARNING,
+                "auth_limit",
+                "%s sent %d wrong or missing keys within %.0f s: it waits until the window ends",
+                address,
+                self.limit,
+                self.window,
+            )
+        while len(self._seen) > self._max:
+            del self._seen[next(iter(self._seen))]
+
+
+def _quoted(text: str, limit: int = 200) -> str:
+    """``text`` as a quoted literal: no line break or control character reaches a log line."""
+    shown = text if len(text) <= limit else text[:limit] + "..."
+    return repr(shown)

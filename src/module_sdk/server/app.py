@@ -41,9 +41,11 @@ from module_sdk.resilience.backoff import backoff_cap
 from module_sdk.server import _access
 from module_sdk.server._access import AccessLog
 from module_sdk.server._protection import (
+    AuthFailures,
     ConnectionGuard,
     ConnectionLimits,
     GuardedSite,
+    check_service_key,
     install_accept_log_limit,
 )
 from module_sdk.server._resend import Answer, Hit, RedisResendStore, ResendGuard
@@ -59,6 +61,7 @@ __all__ = ["SERVICE_KEY_HEADER", "ModuleServer"]
 logger = logging.getLogger(__name__)
 
 SERVICE_KEY_HEADER = "X-Service-Key"
+_UNAUTHENTICATED = "module_sdk.unauthenticated"  # marks a response refused for the key
 _REQUIRED_FIELDS = ("command", "user_id", "entity_id", "community_id", "session_id")
 _JSON = "application/json"
 _PROBES = frozenset({"/health", "/ready"})  # Kubernetes probes send no key
@@ -210,6 +213,10 @@ class BadRequest(Exception):
     """The request body cannot be turned into an ExecuteRequest (answered with 400)."""
 
 
+class _ArgsTooLarge(BadRequest):
+    """``args`` is over ``max_args_chars`` (answered with 413 before it is split)."""
+
+
 class _BodyTimeout(Exception):
     """The body did not arrive within ``body_timeout`` (answered with 408)."""
 
@@ -313,10 +320,8 @@ class ModuleServer:
                 "or SERVICE_API_KEY in the environment (the router sends it as X-Service-Key), "
                 "or pass --insecure-no-auth to serve without authentication on a trusted network"
             )
-        if key == "change-me":
-            logger.warning(
-                "service_api_key is the documentation's example value: set a real secret"
-            )
+        if key:
+            check_service_key(key, config.source)
         self.config = config
         self.host = config.host if host is None else host
         self.port = config.port if port is None else port
@@ -365,6 +370,7 @@ class ModuleServer:
         self._draining = False
         self._runner: web.AppRunner | None = None
         self.connection_guard = ConnectionGuard(ConnectionLimits.from_config(config))
+        self._auth_failures = AuthFailures(config.max_auth_failures, self.connection_guard.log)
         self._restore_loop_handler: Callable[[], None] | None = None
         self.url = ""
         self.bind_url = ""
@@ -390,7 +396,7 @@ class ModuleServer:
 
     @property
     def draining(self) -> bool:
-        """True once shutdown began (the listener is closed; in-flight requests finish)."""
+        """True once shutdown began (/health answers 503; the listener closes after drain_delay)."""
         return self._draining
 
     @property
@@ -457,6 +463,11 @@ class ModuleServer:
             await self._close_adapters(self.app)
             await self._close_redis(self.app)
             return
+        self.connection_guard.draining = True  # every answer now says Connection: close
+        if self.config.drain_delay > 0:
+            # Keep listening and answering while load balancers see /health 503 and move away.
+            logger.info("draining: serving for %.1f s more (drain_delay)", self.config.drain_delay)
+            await asyncio.sleep(self.config.drain_delay)
         in_flight = sum(m.in_flight for m in self._modules.values())
         logger.info(
             "shutting down: %d request(s) in flight, grace %.1f s",
@@ -506,7 +517,9 @@ class ModuleServer:
             response = await self._dispatch(request, handler)
         finally:
             _access.end(token)
-        if self._access is not None:
+        # Refusals for the key are counted in a rate-limited warning instead: a client without
+        # the key cannot fill the log at the speed of its requests.
+        if self._access is not None and _UNAUTHENTICATED not in response:
             self._access.log(
                 request.method, request.path, response.status, time.perf_counter() - started, seen
             )
@@ -514,23 +527,30 @@ class ModuleServer:
 
     async def _dispatch(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self._key is not None and request.path not in _PROBES:
+            address = request.remote or "unknown"
+            wait = self._auth_failures.retry_after(address)
+            if wait:
+                refused = _error(
+                    429,
+                    "too_many_failures",
+                    f"too many wrong or missing {SERVICE_KEY_HEADER} headers from this address: "
+                    f"try again in {wait} s",
+                    headers={"Retry-After": str(wait)},
+                )
+                refused[_UNAUTHENTICATED] = True
+                return refused
             given = request.headers.get(SERVICE_KEY_HEADER)
             if given is None or not hmac.compare_digest(
                 given.encode("utf-8", "surrogateescape"), self._key
             ):
-                logger.warning(
-                    "refused %s %s from %s: %s %s header",
-                    request.method,
-                    request.path,
-                    request.remote,
-                    "missing" if given is None else "wrong",
-                    SERVICE_KEY_HEADER,
-                )
-                return _error(
+                self._auth_failures.failed(address, request.method, request.raw_path, given is None)
+                refused = _error(
                     401,
                     "unauthorized",
                     f"missing or wrong {SERVICE_KEY_HEADER} header: send the router's service key",
                 )
+                refused[_UNAUTHENTICATED] = True
+                return refused
         try:
             return await handler(request)
         except web.HTTPException as exc:
@@ -543,8 +563,13 @@ class ModuleServer:
                 f"{exc.reason}: {request.method} {request.path}",
                 headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
             )
+        except ConnectionError as exc:  # the client went away mid-request: nothing to answer
+            logger.debug(
+                "%s %r: the client disconnected (%s)", request.method, request.raw_path, exc
+            )
+            return _error(400, "disconnected", "the client disconnected")
         except Exception:
-            logger.exception("unexpected error handling %s %s", request.method, request.path)
+            logger.exception("unexpected error handling %s %r", request.method, request.raw_path)
             return _error(500, "internal", "internal server error (details are in the log)")
 
     # -- handlers ---------------------------------------------------------------------------
@@ -562,6 +587,8 @@ class ModuleServer:
             body = json.loads(raw, parse_constant=_refuse_constant)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BadRequest(f"the body is not valid JSON ({exc})") from None
+        except ValueError as exc:  # an integer over Python's 4,300-digit conversion limit
+            raise BadRequest(f"the body has a number Python cannot read ({exc})") from None
         except RecursionError:
             raise BadRequest("the body is nested too deeply") from None
         if not isinstance(body, dict):
@@ -576,8 +603,10 @@ class ModuleServer:
         if args is None:
             args = ""
         if isinstance(args, str):
+            self._check_args_size(len(args))
             arg_list = split_args(args)
         elif isinstance(args, list) and all(isinstance(a, str) for a in args):
+            self._check_args_size(sum(len(a) for a in args))
             arg_list = list(args)
         else:
             raise BadRequest("field 'args' must be a string (or a list of strings)")
@@ -613,6 +642,15 @@ class ModuleServer:
         except RequestError as exc:
             raise BadRequest(exc.message.replace("ExecuteRequest.", "field ")) from None
 
+    def _check_args_size(self, size: int) -> None:
+        limit = self.config.max_args_chars
+        if size > limit:
+            raise _ArgsTooLarge(
+                f"field 'args' is {size:,} characters, over the server's max_args_chars "
+                f"({limit:,}): chat arguments are short; raise [server] max_args_chars if "
+                "this module needs more"
+            )
+
     async def _execute_by_command(self, request: web.Request) -> web.Response:
         return await self._execute(request, None)
 
@@ -633,6 +671,8 @@ class ModuleServer:
         try:
             body = await self._read_body(request)
             execute_request = self._build_request(body)
+        except _ArgsTooLarge as exc:
+            return _error(413, "args_too_large", f"{exc}")
         except BadRequest as exc:
             return _error(400, "invalid_request", f"{exc}")
         except _BodyTimeout:

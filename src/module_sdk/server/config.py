@@ -212,6 +212,15 @@ SERVER_KEYS: Mapping[str, Key] = MappingProxyType(
         "max_field_size": Key(
             _int_range(256), "longest header line or request line (default 8190)"
         ),
+        "max_args_chars": Key(
+            _int_range(1), "longest args a request may carry, in characters (default 4096)"
+        ),
+        "max_auth_failures": Key(
+            _int_range(0), "wrong keys per minute from one address before 429 (default 20)"
+        ),
+        "drain_delay": Key(
+            _non_negative, "seconds to keep serving (/health 503) after SIGTERM (default 0)"
+        ),
     }
 )
 """Keys of the ``[server]`` table."""
@@ -415,6 +424,9 @@ class ServerConfig:
     max_head_bytes: int = 32 * 1024
     max_headers: int = 32
     max_field_size: int = 8190
+    max_args_chars: int = 4096
+    max_auth_failures: int = 20
+    drain_delay: float = 0.0
 
 
 # -- loading ----------------------------------------------------------------------------------
@@ -667,6 +679,9 @@ def parse_config(
         max_head_bytes=server.get("max_head_bytes", 32 * 1024),
         max_headers=server.get("max_headers", 32),
         max_field_size=server.get("max_field_size", 8190),
+        max_args_chars=server.get("max_args_chars", 4096),
+        max_auth_failures=server.get("max_auth_failures", 20),
+        drain_delay=float(server.get("drain_delay", 0.0)),
     )
 
 
