@@ -15,7 +15,7 @@ from module_sdk.server import ModuleServer, parse_config, serve_until_stopped
 from module_sdk.testing import Reply, ScriptedLambdaServer
 from router_support import router_body
 
-KEY = "operator-key"
+KEY = "operator-test-key-0123456789abcdef"
 TRACE = {
     "errorMessage": "division by zero",
     "errorType": "ZeroDivisionError",
