@@ -61,7 +61,8 @@ __all__ = ["SERVICE_KEY_HEADER", "ModuleServer"]
 logger = logging.getLogger(__name__)
 
 SERVICE_KEY_HEADER = "X-Service-Key"
-_UNAUTHENTICATED = "module_sdk.unauthenticated"  # marks a response refused for the key
+# Marks a response refused for the key.
+_UNAUTHENTICATED = web.ResponseKey("module_sdk.unauthenticated", bool)
 _REQUIRED_FIELDS = ("command", "user_id", "entity_id", "community_id", "session_id")
 _JSON = "application/json"
 _PROBES = frozenset({"/health", "/ready"})  # Kubernetes probes send no key
