@@ -14,7 +14,7 @@ from module_sdk.server import ModuleServer, parse_config
 from module_sdk.testing import ScriptedLambdaServer
 from moto_support import FAKE_KEY_ID
 
-KEY = "credentials-test-key"
+KEY = "credentials-test-key-0123456789abcdef"
 
 
 @pytest.fixture
