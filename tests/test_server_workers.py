@@ -13,7 +13,7 @@ import aiohttp
 from module_sdk.testing import Reply, ScriptedLambdaServer
 from router_support import router_body
 
-KEY = "workers-key"
+KEY = "workers-test-key-0123456789abcdef"
 
 
 async def test_two_workers_share_the_port_and_drain_on_sigterm(tmp_path: Path) -> None:
