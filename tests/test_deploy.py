@@ -87,7 +87,11 @@ async def test_the_entrypoint_serves_and_the_health_check_passes(tmp_path: Path)
         )
         argv = [str(BIN / entrypoint[0]), *entrypoint[1:], cmd[0], str(config)]
         argv += ["--host", "127.0.0.1", "--port", "0"]  # this machine's port 8000 may be taken
-        env = {**os.environ, "SERVICE_API_KEY": "compose-test-key-0123456789abcdef", "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "SERVICE_API_KEY": "compose-test-key-0123456789abcdef",
+            "PYTHONUNBUFFERED": "1",
+        }
         process = await asyncio.create_subprocess_exec(
             *argv, stderr=asyncio.subprocess.PIPE, env=env
         )
