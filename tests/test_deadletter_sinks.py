@@ -337,6 +337,23 @@ async def test_sqs_round_trip(moto_lambda: MotoLambda) -> None:
         assert await sink.list() == []
 
 
+async def test_sqs_client_comes_from_the_client_pool(moto_lambda: MotoLambda) -> None:
+    """Two sinks with the same settings share one pooled SQS client; the last close ends it."""
+    from module_sdk.aws_lambda.clients import ClientPool
+
+    url = make_queue(moto_lambda)
+    pool = ClientPool()
+    first = SQSDeadLetterSink(url, region="us-east-1", endpoint_url=moto_lambda.url, pool=pool)
+    second = SQSDeadLetterSink(url, region="us-east-1", endpoint_url=moto_lambda.url, pool=pool)
+    await first.put(make_entry(1))
+    assert await second.count() == 1
+    assert pool.open_clients() == 1
+    await first.aclose()
+    assert pool.open_clients() == 1
+    await second.aclose()
+    assert pool.open_clients() == 0
+
+
 async def test_sqs_failed_replay_replaces_message(moto_lambda: MotoLambda) -> None:
     """A failed replay leaves exactly one message per entry, with the count raised."""
     url = make_queue(moto_lambda)

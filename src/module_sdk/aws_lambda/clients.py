@@ -60,6 +60,10 @@ class ClientSettings:
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    service: str = "lambda"
+    """The AWS service (``lambda``; the SQS dead-letter sink asks for ``sqs``)."""
+    max_attempts: int = 1
+    """botocore's attempts per call: 1 for Lambda, whose retries are the adapter's own."""
 
     def identity(self) -> str:
         """Which credentials these settings call with, safe to show: a digest of the access
@@ -77,7 +81,7 @@ class ClientSettings:
             read_timeout=self.read_timeout,
             # total_max_attempts counts the first call: 1 means botocore never retries, so the
             # adapter is the only retry layer (no 4 x 5 = 20 invocations for one command).
-            retries={"total_max_attempts": 1, "mode": "standard"},
+            retries={"total_max_attempts": self.max_attempts, "mode": "standard"},
             max_pool_connections=self.max_connections,
             user_agent_extra=_USER_AGENT,
             # Load botocore's JSON models in a worker thread, not on the event loop.
@@ -198,7 +202,8 @@ class _Entry:
 
 
 class ClientPool:
-    """Reference-counted cache of Lambda clients, per event loop and :class:`ClientSettings`."""
+    """Reference-counted cache of AWS clients (Lambda, and SQS for the dead-letter sink), per
+    event loop and :class:`ClientSettings`."""
 
     def __init__(self) -> None:
         self._entries: weakref.WeakKeyDictionary[
@@ -242,10 +247,11 @@ class ClientPool:
                     aws_access_key_id=settings.aws_access_key_id,
                     aws_secret_access_key=settings.aws_secret_access_key,
                     aws_session_token=settings.aws_session_token,
+                    service=settings.service,
                     said=self._stand_in_said,
                 )
                 context = session.create_client(
-                    "lambda",
+                    settings.service,
                     region_name=settings.region,
                     endpoint_url=settings.endpoint_url,
                     config=settings.config(),
@@ -259,7 +265,7 @@ class ClientPool:
                 raise
             entry.client, entry.context = client, context
             entry.ready.set_result(client)
-            logger.debug("created Lambda client %r", settings)
+            logger.debug("created %s client %r", settings.service, settings)
             return client
         entry.refs += 1
         try:
@@ -281,7 +287,7 @@ class ClientPool:
         per_loop.pop(settings, None)
         if entry.context is not None:
             await entry.context.__aexit__(None, None, None)
-            logger.debug("closed Lambda client %r", settings)
+            logger.debug("closed %s client %r", settings.service, settings)
 
 
 default_pool = ClientPool()

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from module_sdk.aws_lambda.api import RESPONSE_LIMIT
 from module_sdk.aws_lambda.classify import classify_exception
 from module_sdk.aws_lambda.clients import ClientPool, ClientSettings
-from module_sdk.errors import ConfigurationError, ErrorCode, InvocationError
+from module_sdk.errors import ConfigurationError, InvocationError
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
@@ -194,13 +194,3 @@ class AioBotocoreInvoker:
             return
         if self._leases.pop(loop, None) is not None:
             await self._pool.release(self._settings)
-
-
-def unexpected_status(status: int) -> InvocationError:
-    """An error for a success status that does not match the invocation type."""
-    return InvocationError(
-        f"Lambda answered with unexpected HTTP status {status}",
-        error_code=ErrorCode.INVALID_RESPONSE,
-        retryable=False,
-        status_code=status,
-    )

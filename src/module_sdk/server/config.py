@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
 import inspect
 import logging
 import math
@@ -32,6 +31,9 @@ from module_sdk.adapters.lambda_adapter import (
     LambdaAdapter,
 )
 from module_sdk.errors import ConfigurationError, ErrorCode, ServerConfigError
+from module_sdk.resilience.breaker import CircuitBreakerConfig
+from module_sdk.resilience.cache import ResponseCacheConfig
+from module_sdk.resilience.ratelimit import RateLimit
 
 __all__ = [
     "AWS_KEYS",
@@ -308,14 +310,14 @@ _SECRET_KEYS = frozenset({"aws_access_key_id", "aws_secret_access_key", "aws_ses
 _OBJECT_PARAMS = frozenset({"client", "invoker", "pool", "clock", "rng"})
 
 
-# Tables that become a policy's config object: parameter -> "module:Class". A nested table
-# becomes the nested dataclass its field is annotated with; a list becomes a frozenset, set or
-# tuple when the field is annotated so.
-TABLE_FACTORIES: Mapping[str, str] = MappingProxyType(
+# Tables that become a policy's config object: parameter -> its class. A nested table becomes
+# the nested dataclass its field is annotated with; a list becomes a frozenset, set or tuple
+# when the field is annotated so.
+TABLE_FACTORIES: Mapping[str, type] = MappingProxyType(
     {
-        "circuit_breaker": "module_sdk.resilience.breaker:CircuitBreakerConfig",
-        "rate_limit": "module_sdk.resilience.ratelimit:RateLimit",
-        "cache": "module_sdk.resilience.cache:ResponseCacheConfig",
+        "circuit_breaker": CircuitBreakerConfig,
+        "rate_limit": RateLimit,
+        "cache": ResponseCacheConfig,
     }
 )
 
@@ -358,10 +360,9 @@ def _from_table(cls: type, table: Mapping[str, Any]) -> Any:
 def _convert_adapter_table(where: str, table: Mapping[str, Any]) -> dict[str, Any]:
     converted: dict[str, Any] = {}
     for key, value in table.items():
-        target = TABLE_FACTORIES.get(key)
-        if target is not None and isinstance(value, dict):
-            module_name, _, class_name = target.partition(":")
-            cls = getattr(importlib.import_module(module_name), class_name)
+        cls = TABLE_FACTORIES.get(key)
+        if cls is not None and isinstance(value, dict):
+            class_name = cls.__name__
             try:
                 value = _from_table(cls, value)
             except (TypeError, ValueError) as exc:

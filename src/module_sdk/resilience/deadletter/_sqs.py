@@ -22,15 +22,16 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
+import os
 import re
 from collections.abc import Callable
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from module_sdk._validate import integer
+from module_sdk.aws_lambda.clients import ClientPool, ClientSettings, default_pool
 from module_sdk.errors import ConfigurationError
 from module_sdk.resilience.deadletter._entry import DeadLetterEntry, DeadLetterError
 
@@ -71,6 +72,8 @@ class SQSDeadLetterSink:
         aws_access_key_id / aws_secret_access_key / aws_session_token / profile_name:
             credentials; the standard AWS chain when absent. Never stored in entries or reprs.
         client: an aiobotocore SQS client you own (used as-is, never closed here).
+        pool: the client pool to share the SQS client through (the process-wide one by
+            default, as for the adapters).
         visibility_timeout: seconds a scan may hold messages hidden (released early).
         receive_wait_seconds: long-polling wait of each receive (0-20); 1 makes the last,
             empty receive of a scan ask every SQS server instead of a sample.
@@ -91,6 +94,7 @@ class SQSDeadLetterSink:
         aws_session_token: str | None = None,
         profile_name: str | None = None,
         client: Any = None,
+        pool: ClientPool | None = None,
         visibility_timeout: int = 30,
         receive_wait_seconds: int = 1,
         max_scan: int = 10_000,
@@ -129,12 +133,29 @@ class SQSDeadLetterSink:
         self.receive_wait_seconds = receive_wait_seconds
         self.max_scan = max_scan
         self.fifo = parts.path.endswith(".fifo")
-        self._credentials = (aws_access_key_id, aws_secret_access_key, aws_session_token)
-        self._profile = profile_name
-        self._timeouts = (connect_timeout, read_timeout)
+        # Through the shared client pool, like the adapter's Lambda clients; SQS calls keep
+        # botocore's standard retries (3 attempts).
+        self._settings = ClientSettings(
+            # A local SQS (moto, ElasticMQ) ignores the region; botocore needs one to sign.
+            region=self.region
+            or os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
+            or "us-east-1",
+            endpoint_url=endpoint_url,
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key,
+            aws_session_token=aws_session_token,
+            profile_name=profile_name,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_connections=10,
+            service="sqs",
+            max_attempts=3,
+        )
+        self._pool = pool or default_pool
         self._own_client = client
         self._client: Any = client
-        self._stack: AsyncExitStack | None = None
+        self._leased: asyncio.AbstractEventLoop | None = None
         self._opening = asyncio.Lock()
         self._closed = False
 
@@ -148,37 +169,14 @@ class SQSDeadLetterSink:
             return self._client
         async with self._opening:
             if self._client is None:
-                from aiobotocore.config import AioConfig
-                from aiobotocore.session import AioSession
-
-                from module_sdk.aws_lambda.redact import install_log_redaction
-
-                install_log_redaction()  # botocore logs signed requests at DEBUG
-                key, secret, token = self._credentials
-                stack = AsyncExitStack()
                 try:
-                    self._client = await stack.enter_async_context(
-                        AioSession(profile=self._profile).create_client(
-                            "sqs",
-                            region_name=self.region,
-                            endpoint_url=self.endpoint_url,
-                            aws_access_key_id=key,
-                            aws_secret_access_key=secret,
-                            aws_session_token=token,
-                            config=AioConfig(
-                                connect_timeout=self._timeouts[0],
-                                read_timeout=self._timeouts[1],
-                                retries={"mode": "standard", "total_max_attempts": 3},
-                            ),
-                        )
-                    )
+                    self._client = await self._pool.acquire(self._settings)
                 except Exception as exc:
-                    await stack.aclose()
                     raise DeadLetterError(
                         f"cannot create an SQS client for {self.queue_url!r}: "
                         f"{type(exc).__name__}: {exc}"
                     ) from exc
-                self._stack = stack
+                self._leased = asyncio.get_running_loop()
         return self._client
 
     async def _call(self, operation: str, method: str, **params: Any) -> Any:
@@ -383,13 +381,13 @@ class SQSDeadLetterSink:
         )
 
     async def aclose(self) -> None:
-        """Close the SQS client this sink created (idempotent)."""
+        """Release the pooled SQS client (the last user closes it); idempotent."""
         self._closed = True
-        stack, self._stack = self._stack, None
+        leased, self._leased = self._leased, None
         if self._own_client is None:
             self._client = None
-        if stack is not None:
-            await stack.aclose()
+        if leased is not None and leased is asyncio.get_running_loop():
+            await self._pool.release(self._settings)
 
     async def __aenter__(self) -> SQSDeadLetterSink:
         return self
