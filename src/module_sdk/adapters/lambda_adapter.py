@@ -12,7 +12,7 @@ import logging
 import os
 import random
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from module_sdk._models import Diagnostics, ExecuteRequest, ExecuteResponse
 from module_sdk.adapters.base_adapter import BaseAdapter
@@ -24,6 +24,11 @@ from module_sdk.aws_lambda.clients import (
     ClientPool,
     ClientSettings,
     credentials_missing,
+)
+from module_sdk.aws_lambda.configuration import (
+    AUTO_CEILING,
+    FunctionTimeout,
+    read_configured_timeout,
 )
 from module_sdk.aws_lambda.invoke_options import durable_execution_name, tenant_id_problem
 from module_sdk.aws_lambda.invoker import AioBotocoreInvoker, InvokeCall, Invoker
@@ -106,7 +111,10 @@ class LambdaAdapter(BaseAdapter):
         max_retries: retries after the first attempt, for transient failures only.
         initial_retry_delay / max_retry_delay: the backoff cap
             ``min(initial * 2**retry, max)``; the actual delay is a uniform draw under it.
-        connect_timeout / read_timeout: per attempt, in seconds. Keep ``read_timeout`` above
+        connect_timeout / read_timeout: per attempt, in seconds. ``read_timeout="auto"`` reads
+            the function's configured timeout once (GetFunctionConfiguration, cached, refreshed
+            every 10 minutes in the background) and waits that long plus 10 s + 10 %. Keep a
+            numeric ``read_timeout`` above
             the function's own timeout, or a slow run is abandoned and retried while it runs.
         aws_access_key_id / aws_secret_access_key / aws_session_token / profile_name:
             credentials; when absent the standard AWS chain is used.
@@ -159,7 +167,7 @@ class LambdaAdapter(BaseAdapter):
         initial_retry_delay: float = 0.5,
         max_retry_delay: float = 30.0,
         connect_timeout: float = 10.0,
-        read_timeout: float = 30.0,
+        read_timeout: float | Literal["auto"] = 30.0,
         aws_access_key_id: str | None = None,
         aws_secret_access_key: str | None = None,
         module_version: str = "1.0.0",
@@ -193,6 +201,15 @@ class LambdaAdapter(BaseAdapter):
     ) -> None:
         super().__init__(module_name, module_version, required_scopes)
         self.region = validate_region(region)
+        self.read_timeout_auto = read_timeout == "auto"
+        """Whether each attempt waits the function's configured timeout plus a margin."""
+        if self.read_timeout_auto:
+            read_timeout = AUTO_CEILING
+        elif isinstance(read_timeout, str):
+            raise ConfigurationError(
+                f"read_timeout={read_timeout!r} is invalid: use seconds (a number above 0) or "
+                "'auto' (the function's configured timeout plus a margin)"
+            )
         self.settings = LambdaSettings(
             invocation_type=invocation_type,
             log_type=log_type,
@@ -279,6 +296,13 @@ class LambdaAdapter(BaseAdapter):
             self._invoker = LeanInvoker(client_settings)
         else:
             self._invoker = AioBotocoreInvoker(client_settings, pool=pool)
+        self._function_timeout: FunctionTimeout | None = None
+        if self.read_timeout_auto:
+            self._function_timeout = FunctionTimeout(
+                lambda: read_configured_timeout(self._invoker, self.function_name, self.qualifier),
+                self._clock,
+                name=self.target.display_name,
+            )
         self._calls: set[asyncio.Future[None]] = set()  # in flight, for aclose()
         self.health_window = HealthWindow(self._clock, status=self.health)
         self._observers: tuple[InvocationObserver, ...] = (self.health_window, *observers)
@@ -366,22 +390,34 @@ class LambdaAdapter(BaseAdapter):
             self.max_retries + 1,
             invocation.session_id,
         )
-        result = await self._invoker.invoke(
-            InvokeCall(
-                function_name=self.function_name,
-                payload=invocation.body,
-                invocation_type=self.invocation_type,
-                qualifier=self.qualifier,
-                log_type=self.log_type,
-                client_context=invocation.client_context,
-                tenant_id=self._tenant_for(invocation.request),
-                durable_execution_name=(
-                    durable_execution_name(invocation.session_id)
-                    if self.durable_execution
-                    else None
-                ),
-            )
+        call = InvokeCall(
+            function_name=self.function_name,
+            payload=invocation.body,
+            invocation_type=self.invocation_type,
+            qualifier=self.qualifier,
+            log_type=self.log_type,
+            client_context=invocation.client_context,
+            tenant_id=self._tenant_for(invocation.request),
+            durable_execution_name=(
+                durable_execution_name(invocation.session_id) if self.durable_execution else None
+            ),
         )
+        if self._function_timeout is None:
+            result = await self._invoker.invoke(call)
+        else:
+            limit = await self._function_timeout.get()
+            self.read_timeout = limit
+            try:
+                async with asyncio.timeout(limit):
+                    result = await self._invoker.invoke(call)
+            except TimeoutError:
+                raise InvocationError(
+                    f"no reply from Lambda within the function's timeout plus a margin "
+                    f"({limit:g} s, read_timeout='auto')",
+                    error_code=ErrorCode.TIMEOUT,
+                    retryable=True,
+                    reason="ReadTimeout",
+                ) from None
         invocation.aws_request_id = result.request_id
         invocation.executed_version = result.executed_version
         if result.durable_execution_arn:

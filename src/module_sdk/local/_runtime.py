@@ -82,6 +82,8 @@ class RuntimeStats:
         throttles: concurrency throttles (429) per function.
         cold_starts: environments started per function.
         statuses: HTTP replies per status code.
+        control_reads: control-plane reads per operation (``GetFunction``,
+            ``GetFunctionConfiguration``, ``ListFunctions``).
     """
 
     invocations: Counter[str] = field(default_factory=Counter)
@@ -93,6 +95,7 @@ class RuntimeStats:
     throttles: Counter[str] = field(default_factory=Counter)
     cold_starts: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
+    control_reads: Counter[str] = field(default_factory=Counter)
 
     def duplicates(self) -> dict[str, int]:
         """Event ``request_id`` values that ran more than once, with their run counts."""
@@ -115,6 +118,7 @@ class RuntimeStats:
             "throttles": dict(self.throttles),
             "cold_starts": dict(self.cold_starts),
             "statuses": {str(k): v for k, v in self.statuses.items()},
+            "control_reads": dict(self.control_reads),
         }
 
 
@@ -658,8 +662,10 @@ class LocalLambdaRuntime:
             pool.spec, region=self.region, account_id=self.account_id, qualifier=qualifier
         )
         if request.path.endswith("/configuration"):
+            self.stats.control_reads["GetFunctionConfiguration"] += 1
             body: dict[str, Any] = configuration
         else:
+            self.stats.control_reads["GetFunction"] += 1
             body = {"Configuration": configuration, "Code": {"RepositoryType": "S3"}, "Tags": {}}
         self.stats.statuses[200] += 1
         return web.json_response(body, headers={"x-amzn-RequestId": request_id})
@@ -676,6 +682,7 @@ class LocalLambdaRuntime:
                 "invalid_request",
             )
             return self._error_response(error, request_id)
+        self.stats.control_reads["ListFunctions"] += 1
         body = list_page(
             [pool.spec for pool in self._pools.values()],
             request.query.get("Marker"),

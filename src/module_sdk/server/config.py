@@ -107,6 +107,12 @@ def _positive(value: Any) -> str | None:
     return None if _is_number(value) and value > 0 else "use a number > 0"
 
 
+def _seconds_or_auto(value: Any) -> str | None:
+    if value == "auto" or (_is_number(value) and value > 0):
+        return None
+    return 'use a number > 0, or "auto" (the function\'s configured timeout plus a margin)'
+
+
 def _non_negative(value: Any) -> str | None:
     return None if _is_number(value) and value >= 0 else "use a number >= 0"
 
@@ -236,7 +242,9 @@ AWS_KEYS: Mapping[str, Key] = MappingProxyType(
             _one_of(*INVOCATION_TYPES), "RequestResponse, Event or DryRun", "invocation_type"
         ),
         "connect_timeout": Key(_positive, "seconds per connection attempt", "connect_timeout"),
-        "read_timeout": Key(_positive, "seconds to wait for the function", "read_timeout"),
+        "read_timeout": Key(
+            _seconds_or_auto, 'seconds to wait for the function, or "auto"', "read_timeout"
+        ),
         "total_timeout": Key(_positive, "overall deadline of one request", "total_timeout"),
         "max_retries": Key(_int_range(0, 100), "retries after the first attempt", "max_retries"),
         "initial_retry_delay": Key(_positive, "first backoff cap (seconds)", "initial_retry_delay"),
