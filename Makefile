@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean redis-server bench-policies soak chaos
+.PHONY: node-ric demo test lint typecheck unit bench clean redis-server bench-policies soak chaos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,14 @@ redis-server:
 	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 
 test: lint typecheck unit
+
+# AWS's own Node.js runtime interface client (npm aws-lambda-ric) for the local runtime's
+# verification test (tests/test_local_runtime_node_ric.py): it compiles native code (minutes),
+# so make test does not build it; the test runs whenever .node-ric/ holds it.
+node-ric:
+	@command -v autoreconf >/dev/null && command -v cmake >/dev/null && command -v g++ >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq autoconf automake libtool cmake g++ make)
+	mkdir -p .node-ric && cd .node-ric && npm install --no-audit --no-fund aws-lambda-ric
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_adapter.py

@@ -300,7 +300,7 @@ class LambdaAdapter(BaseAdapter):
         if self.read_timeout_auto:
             self._function_timeout = FunctionTimeout(
                 lambda: read_configured_timeout(self._invoker, self.function_name, self.qualifier),
-                self._clock,
+                self._clock.monotonic,
                 name=self.target.display_name,
             )
         self._calls: set[asyncio.Future[None]] = set()  # in flight, for aclose()

@@ -19,8 +19,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
-from module_sdk.resilience.clock import Clock
-
 __all__ = [
     "AUTO_CEILING",
     "FunctionTimeout",
@@ -52,13 +50,13 @@ class FunctionTimeout:
     def __init__(
         self,
         fetch: Callable[[], Awaitable[float | None]],
-        clock: Clock,
+        monotonic: Callable[[], float],
         *,
         name: str,
         refresh: float = REFRESH,
     ) -> None:
         self._fetch = fetch
-        self._clock = clock
+        self._monotonic = monotonic
         self._name = name
         self._refresh = refresh
         self.configured: float | None = None
@@ -76,7 +74,7 @@ class FunctionTimeout:
 
     async def get(self) -> float:
         """The limit for the next attempt (only the very first call waits for a read)."""
-        if self._clock.monotonic() >= self._expires and self._loading is None:
+        if self._monotonic() >= self._expires and self._loading is None:
             self._loading = asyncio.ensure_future(self._load())
         if not self._tried and self._loading is not None:
             await asyncio.shield(self._loading)
@@ -95,7 +93,7 @@ class FunctionTimeout:
         finally:
             self._loading = None
             self._tried = True
-        now = self._clock.monotonic()
+        now = self._monotonic()
         if value is None:
             self._expires = now + RETRY_FAILED
             if not self._warned:
