@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
+import aiohttp
 import pytest
 
 from module_sdk.server import ModuleServer, ServerConfigError, parse_config
 from module_sdk.server.config import url_without_password
+from module_sdk.testing import RedisServer, ScriptedLambdaServer
+from router_support import router_body
 
 
 def document(**redis: Any) -> dict[str, Any]:
@@ -79,3 +83,26 @@ async def test_the_server_logs_where_redis_is_without_the_password(
     await server.aclose()
     assert "redis://***@127.0.0.1:1/0" in caplog.text
     assert "hunter2" not in caplog.text
+
+
+async def test_two_servers_share_one_rate_budget_through_redis(
+    scripted: ScriptedLambdaServer, redis_server: RedisServer
+) -> None:
+    """[redis] reaches the adapters' policies: a budget of one call is spent across replicas."""
+    data = document(prefix=f"budget-{uuid.uuid4().hex[:8]}:")
+    data["aws"]["endpoint_url"] = scripted.url
+    data["modules"][0]["adapter"] = {"rate_limit": {"rate": 0.001, "burst": 1}}
+    config = parse_config(data, env={"REDIS_URL": redis_server.url})
+    statuses = []
+    async with (
+        ModuleServer(config, host="127.0.0.1", port=0) as first,
+        ModuleServer(config, host="127.0.0.1", port=0) as second,
+        aiohttp.ClientSession(headers={"X-Service-Key": data["service_api_key"]}) as session,
+    ):
+        for server in (first, second):
+            async with session.post(
+                server.url + "/api/v1/execute", json=router_body("!roll")
+            ) as reply:
+                statuses.append((reply.status, (await reply.json())["error_code"]))
+    assert statuses == [(200, None), (429, "rate_limited")]
+    assert scripted.count() == 1

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis.asyncio
 
+from module_sdk.resilience.redis_state import RedisState
 from module_sdk.server._resend import Answer, RedisResendStore, ResendGuard
 from module_sdk.testing import FakeClock, RedisServer
 
@@ -53,7 +54,10 @@ async def client(redis_server: RedisServer) -> AsyncIterator[Any]:
 
 def replica(client: Any, prefix: str, clock: FakeClock | None = None) -> ResendGuard:
     """One server replica's guard (its own memory, the shared Redis)."""
-    return ResendGuard(shared=RedisResendStore(client, prefix=prefix), clock=clock or FakeClock())
+    return ResendGuard(
+        shared=RedisResendStore(RedisState(client=client, prefix=prefix)),
+        clock=clock or FakeClock(),
+    )
 
 
 @pytest.fixture
@@ -112,7 +116,9 @@ async def test_a_dead_replicas_marker_expires_and_the_resend_runs(client: Any, p
     await client.set(key, "r:dead-replica", px=300)
     module = Module()
     module.release.set()
-    guard = ResendGuard(shared=RedisResendStore(client, prefix=prefix, poll_interval=0.05))
+    guard = ResendGuard(
+        shared=RedisResendStore(RedisState(client=client, prefix=prefix), poll_interval=0.05)
+    )
     assert await guard.run("raffle", "sess_1", module, wait_limit=10) == (OK, None)
     assert module.runs == 1
 
@@ -132,9 +138,7 @@ async def test_a_resend_waits_no_longer_than_its_limit(client: Any, prefix: str)
 
 async def test_redis_down_fails_open_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
     """Unreachable Redis: every command still runs (once per replica), one warning per 10 s."""
-    down = redis.asyncio.Redis.from_url(
-        "redis://:s3cret@127.0.0.1:1/0", socket_connect_timeout=0.2, socket_timeout=0.2
-    )
+    down = RedisState("redis://:s3cret@127.0.0.1:1/0", socket_timeout=0.2)
     guard = ResendGuard(shared=RedisResendStore(down))
     module = Module()
     module.release.set()

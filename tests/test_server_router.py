@@ -37,7 +37,8 @@ def handler(event, context):
     with open({str(runs)!r}, "a", encoding="utf-8") as log:
         log.write(event["request_id"] + "\\n")
     time.sleep({seconds!r})
-    return {{"success": True, "message": "drawn: viewer-" + event["user"]["id"]}}
+    return {{"success": True, "message": "drawn: viewer-%s in %s (%s)" % (
+        event["user"]["id"], event["community"]["id"], event["trigger"]["context_text"])}}
 """
 
 
@@ -52,13 +53,15 @@ def runs_of(runs: Path) -> dict[str, int]:
 
 @pytest.fixture
 async def runtime(tmp_path: Path) -> AsyncIterator[LocalLambdaRuntime]:
-    """The local runtime with a 2.5 s ``raffle`` and a quick ``points`` function."""
+    """The local runtime with a 2.5 s ``raffle``, a 0.8 s ``wheel`` and an instant ``points``."""
     functions = tmp_path / "functions"
     functions.mkdir()
     (functions / "raffle.py").write_text(counting_function(tmp_path / "runs.txt", 2.5))
     (functions / "points.py").write_text(counting_function(tmp_path / "runs.txt", 0.0))
+    (functions / "wheel.py").write_text(counting_function(tmp_path / "runs.txt", 0.8))
     (functions / "functions.toml").write_text(
         "[functions.raffle]\ntimeout = 10\n[functions.points]\ntimeout = 10\n"
+        "[functions.wheel]\ntimeout = 10\n"
     )
     async with LocalLambdaRuntime(functions, port=0, prewarm=1) as runtime:
         yield runtime
@@ -84,7 +87,7 @@ async def test_a_slow_function_runs_once_for_the_routers_resends(
     runtime: LocalLambdaRuntime, tmp_path: Path
 ) -> None:
     """A 2.5 s function behind a 1 s router timeout: the re-send gets the first run's answer."""
-    body = router_body("!raffle draw")
+    body = router_body("!raffle   draw", community_id=1)
     async with (
         ModuleServer(server_config(runtime), host="127.0.0.1", port=0) as server,
         aiohttp.ClientSession() as session,
@@ -96,7 +99,8 @@ async def test_a_slow_function_runs_once_for_the_routers_resends(
     assert outcome.sleeps == [1.0, 2.0][: len(outcome.attempts) - 1]
     assert outcome.response is not None
     assert outcome.response["success"] is True
-    assert outcome.response["message"] == "drawn: viewer-123456789"
+    # The router's int community_id and one-string args reach the function.
+    assert outcome.response["message"] == "drawn: viewer-123456789 in 1 (draw)"
     assert runs_of(tmp_path / "runs.txt") == {body["session_id"]: 1}
 
 
@@ -142,6 +146,35 @@ async def test_without_the_guard_every_resend_runs_the_function(
     assert outcome.attempts == ["timeout", "timeout", "timeout"]
     assert outcome.response is None
     assert runs_of(tmp_path / "runs.txt") == {body["session_id"]: 3}
+
+
+async def test_a_busy_answer_is_retried_by_the_router_and_runs_once(
+    runtime: LocalLambdaRuntime, tmp_path: Path
+) -> None:
+    """A 429 (max_in_flight) is not stored: the router's backoff retry runs the command."""
+    config = parse_config(
+        {
+            "service_api_key": KEY,
+            "aws": {"region": "us-east-1", "endpoint_url": runtime.url, "max_retries": 0},
+            "modules": [{"name": "wheel", "commands": ["!spin"], "max_in_flight": 1}],
+        },
+        env={},
+    )
+    first, second = router_body("!spin"), router_body("!spin")
+    async with (
+        ModuleServer(config, host="127.0.0.1", port=0) as server,
+        aiohttp.ClientSession() as session,
+    ):
+        router = RouterClient(session, timeout=5.0, service_key=KEY)
+        running = asyncio.ensure_future(router.execute(server.url, first))
+        while not runs_of(tmp_path / "runs.txt"):
+            await asyncio.sleep(0.01)
+        later = await router.execute(server.url, second)
+        earlier = await running
+    assert earlier.attempts == ["200"]
+    assert later.attempts[0] == "429" and later.attempts[-1] == "200"  # 429 once or twice
+    assert later.sleeps == [1.0, 2.0][: len(later.attempts) - 1]
+    assert runs_of(tmp_path / "runs.txt") == {first["session_id"]: 1, second["session_id"]: 1}
 
 
 async def test_distinct_commands_each_run(runtime: LocalLambdaRuntime, tmp_path: Path) -> None:

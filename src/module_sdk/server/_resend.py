@@ -21,20 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import math
 import secrets
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from module_sdk.resilience.clock import Clock, SystemClock
 
-__all__ = ["Answer", "Hit", "RedisResendStore", "ResendGuard"]
+if TYPE_CHECKING:
+    from module_sdk.resilience.redis_state import RedisState
 
-logger = logging.getLogger(__name__)
+__all__ = ["Answer", "Hit", "RedisResendStore", "ResendGuard"]
 
 Hit = Literal["in_flight", "stored"]
 """How a re-send was answered: it joined the running flight, or got the stored answer."""
@@ -72,24 +71,6 @@ class Answer:
         return cls(int(status), str(body), bool(retry_after))
 
 
-class _Warner:
-    """Logs a Redis failure at most once every 10 seconds per kind."""
-
-    def __init__(self) -> None:
-        self._last: dict[str, float] = {}
-
-    def warn(self, kind: str, exc: BaseException) -> None:
-        now = time.monotonic()
-        if now - self._last.get(kind, -math.inf) >= 10.0:
-            self._last[kind] = now
-            logger.warning(
-                "Redis %s for the re-send guard failed (%s); failing open: a re-send landing "
-                "on another replica may run the module again",
-                kind,
-                type(exc).__name__,
-            )
-
-
 # Claim the key if free; else return what it holds. One script: atomic on the server.
 _CLAIM = """
 local v = redis.call('GET', KEYS[1])
@@ -117,41 +98,19 @@ class RedisResendStore:
     ``d:<answer>`` once it answered (expiring after the guard's ``ttl``).
 
     Args:
-        client: a ``redis.asyncio.Redis`` (not closed here; :meth:`aclose` closes one made from
-            a URL by :meth:`from_url`).
-        prefix: prepended to every key.
+        state: the server's :class:`~module_sdk.resilience.redis_state.RedisState`: its client,
+            key prefix, error types and rate-limited warning are shared with the policies.
         poll_interval: how often a re-send waiting for another replica looks again (seconds).
     """
 
-    def __init__(self, client: Any, *, prefix: str = "waddlebot:", poll_interval: float = 0.05):
-        import redis.exceptions
-
-        self.client = client
-        self.prefix = prefix
+    def __init__(self, state: RedisState, *, poll_interval: float = 0.05) -> None:
+        self.client = state.client
+        self.prefix = state.prefix
         self.poll_interval = poll_interval
-        self.errors: tuple[type[BaseException], ...] = (
-            redis.exceptions.RedisError,
-            OSError,
-            TimeoutError,
-        )
-        self.warner = _Warner()
-        self._claim = client.register_script(_CLAIM)
-        self._release = client.register_script(_RELEASE)
-        self._owns_client = False
-
-    @classmethod
-    def from_url(
-        cls, url: str, *, prefix: str = "waddlebot:", socket_timeout: float = 1.0
-    ) -> RedisResendStore:
-        """A store with its own client for ``url`` (closed by :meth:`aclose`)."""
-        import redis.asyncio
-
-        client = redis.asyncio.Redis.from_url(
-            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
-        )
-        store = cls(client, prefix=prefix)
-        store._owns_client = True
-        return store
+        self.errors = state.errors
+        self.warner = state.warner
+        self._claim = state.client.register_script(_CLAIM)
+        self._release = state.client.register_script(_RELEASE)
 
     def __repr__(self) -> str:
         return f"<RedisResendStore prefix={self.prefix!r}>"  # never the URL (a password)
@@ -181,11 +140,6 @@ class RedisResendStore:
     async def release(self, key: str, token: str) -> None:
         """Free the key (the answer is not to be stored) if it still holds our marker."""
         await self._release(keys=[key], args=[f"r:{token}"])
-
-    async def aclose(self) -> None:
-        """Close the client if :meth:`from_url` made it."""
-        if self._owns_client:
-            await self.client.aclose()
 
 
 def _ms(seconds: float) -> int:
@@ -295,7 +249,7 @@ class ResendGuard:
             try:
                 held = await shared.claim(redis_key, token, wait_limit + self._margin())
             except shared.errors as exc:
-                shared.warner.warn("check", exc)
+                shared.warner.warn("re-send guard check", exc)
                 return await produce(), None
             if held is None:
                 break  # ours: run it
@@ -310,7 +264,7 @@ class ResendGuard:
                 try:
                     held = await shared.get(redis_key)
                 except shared.errors as exc:
-                    shared.warner.warn("check", exc)
+                    shared.warner.warn("re-send guard check", exc)
                     return await produce(), None
                 if held is None:
                     break  # the other replica died or released it: claim again
@@ -327,7 +281,7 @@ class ResendGuard:
             else:
                 await shared.release(redis_key, token)
         except shared.errors as exc:
-            shared.warner.warn("update", exc)
+            shared.warner.warn("re-send guard update", exc)
         return answer, None
 
     @staticmethod
@@ -335,7 +289,7 @@ class ResendGuard:
         try:
             await shared.release(key, token)
         except shared.errors as exc:
-            shared.warner.warn("update", exc)
+            shared.warner.warn("re-send guard update", exc)
 
     @staticmethod
     def _margin() -> float:

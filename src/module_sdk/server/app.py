@@ -356,9 +356,7 @@ class ModuleServer:
             ResendGuard(
                 ttl=config.resend_ttl,
                 max_bytes=config.resend_memory_bytes,
-                shared=None
-                if self.redis is None
-                else RedisResendStore(self.redis.client, prefix=self.redis.prefix),
+                shared=None if self.redis is None else RedisResendStore(self.redis),
             )
             if config.resend_ttl > 0
             else None
