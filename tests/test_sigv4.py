@@ -23,6 +23,7 @@ from botocore.session import get_session
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from module_sdk.aws_lambda.api import InvocationType
 from module_sdk.aws_lambda.invoker import InvokeCall
 from module_sdk.aws_lambda.lean_invoker import invoke_headers, invoke_target
 from module_sdk.aws_lambda.sigv4 import (
@@ -153,7 +154,7 @@ def test_same_authorization_as_botocore(
     payload: bytes,
     token: str | None,
     client_context: bytes | None,
-    invocation_type: str,
+    invocation_type: InvocationType,
     log_type: str,
     tenant: str | None,
     durable_name: str | None,

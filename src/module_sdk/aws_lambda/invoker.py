@@ -11,7 +11,7 @@ import io
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from module_sdk.aws_lambda.api import RESPONSE_LIMIT
+from module_sdk.aws_lambda.api import RESPONSE_LIMIT, InvocationType
 from module_sdk.aws_lambda.classify import classify_exception
 from module_sdk.aws_lambda.clients import ClientPool, ClientSettings
 from module_sdk.errors import ConfigurationError, InvocationError
@@ -36,7 +36,7 @@ class InvokeCall:
 
     function_name: str
     payload: bytes
-    invocation_type: str = "RequestResponse"
+    invocation_type: InvocationType = "RequestResponse"
     qualifier: str | None = None
     log_type: str = "None"
     client_context: str | None = None

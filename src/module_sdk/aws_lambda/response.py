@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from module_sdk._models import Diagnostics, ExecuteResponse
+from module_sdk.aws_lambda.api import InvocationType
 from module_sdk.aws_lambda.invoker import InvocationResult
 from module_sdk.aws_lambda.limits import MAX_REPLY_DEPTH, nested_too_deep
 from module_sdk.errors import ErrorCode
@@ -245,7 +246,7 @@ def decode_log_tail(log_result: str | None) -> str | None:
 
 def parse_invocation(
     result: InvocationResult,
-    invocation_type: str,
+    invocation_type: InvocationType,
     parse: Callable[[Any], ExecuteResponse] = parse_reply,
 ) -> ExecuteResponse:
     """Turn one raw invocation into an ExecuteResponse, whatever the function sent.

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from module_sdk._models import ExecuteRequest, ExecuteResponse
+    from module_sdk.aws_lambda.api import InvocationType
     from module_sdk.aws_lambda.naming import FunctionTarget
     from module_sdk.errors import InvocationError
 
@@ -54,7 +55,7 @@ class Invocation:
     body: bytes
     target: FunctionTarget
     region: str
-    invocation_type: str
+    invocation_type: InvocationType
     started: float
     """``clock.monotonic()`` when the call began."""
     deadline: float | None = None

@@ -35,6 +35,7 @@ from module_sdk.resilience.cache import MemoryCacheStore, ResponseCacheConfig, R
 from module_sdk.resilience.ratelimit import MemoryBucketStore, RateLimit, RateLimitPolicy
 
 if TYPE_CHECKING:
+    from module_sdk.aws_lambda.api import InvocationType
     from module_sdk.aws_lambda.naming import FunctionTarget
     from module_sdk.resilience.clock import Clock
     from module_sdk.resilience.pipeline import Policy
@@ -56,7 +57,7 @@ def build_policies(
     endpoint: str | None = None,
     identity: str | None = None,
     module_name: str,
-    invocation_type: str,
+    invocation_type: InvocationType,
     clock: Clock,
 ) -> tuple[Policy, ...]:
     """Validate the adapter's policy arguments; return the configured policies, outermost
