@@ -6,6 +6,7 @@ Routes::
     POST /modules/{name}/api/v1/execute   the module is picked by name (its own module_url)
     GET  /api/v1/modules                  each module's info and commands
     GET  /health                          200 when every module is healthy, else 503 (no key)
+    GET  /ready                           200 once listening, 503 while draining (no key)
     GET  /metrics                         Prometheus exposition (needs the prometheus extra)
 
 Status codes: 200 with the ExecuteResponse (also for the function's own failures, which the
@@ -15,6 +16,10 @@ command or module; 413 body too large; 429 + ``Retry-After`` when the module is 
 ``max_in_flight`` limit or the adapter answered a busy error code (throttled, rate_limited,
 circuit_open); 503 while shutting down. Every error body is JSON:
 ``{"success": false, "error": "...", "error_code": "..."}``; no status ever carries a traceback.
+
+The router re-sends the same body (same ``session_id``) after its timeout, a connection error
+or a non-JSON reply: each (module, session_id) runs once and every re-send gets that run's
+answer (:mod:`module_sdk.server._resend`). Deadlines derive from ``[server] router_timeout``.
 """
 
 from __future__ import annotations
