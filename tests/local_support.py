@@ -238,3 +238,10 @@ class RuntimeThread:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
             self._loop.close()
+
+
+SIGNED = {
+    "Authorization": "AWS4-HMAC-SHA256 Credential=AKIDLOCALTEST/20260101/us-east-1/lambda/"
+    "aws4_request, SignedHeaders=host;x-amz-date, Signature=" + "0" * 64
+}
+"""A SigV4-shaped Authorization header: the local runtime refuses calls without one."""

@@ -36,12 +36,6 @@ def dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     try:
         host, port = server.get_host_and_port()
         url = f"http://{host}:{port}"
-        # The local runtime's workers inherit this environment (set before the first call).
-        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", url)
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", FAKE_KEY_ID)
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRET)
-        monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-        monkeypatch.setenv("AWS_REGION", REGION)
         client = boto3.client(
             "dynamodb",
             endpoint_url=url,
@@ -59,6 +53,16 @@ def dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         yield client
     finally:
         server.stop()
+
+
+@pytest.fixture
+def waddlebot_function_environment(dynamodb: Any) -> dict[str, str]:
+    """The function's workers are pointed at moto's server (they inherit nothing)."""
+    return {
+        "AWS_ENDPOINT_URL_DYNAMODB": dynamodb.meta.endpoint_url,
+        "AWS_ACCESS_KEY_ID": FAKE_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": FAKE_SECRET,
+    }
 
 
 def points_of(client: Any, user: str) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from local_support import write_functions
+from local_support import SIGNED, write_functions
 from module_sdk.aws_lambda.api import EVENT_PAYLOAD_LIMIT, SYNC_PAYLOAD_LIMIT, payload_limit
 from module_sdk.aws_lambda.naming import resolve_function
 from module_sdk.local import LocalLambdaRuntime
@@ -35,7 +35,9 @@ async def test_local_runtime_accepts_every_name_the_adapter_sends(
         LocalLambdaRuntime(write_functions(tmp_path / "fns", ["echo"])) as runtime,
         aiohttp.ClientSession() as session,
         session.post(
-            f"{runtime.url}/2015-03-31/functions/{identifier}/invocations", data=b"{}"
+            f"{runtime.url}/2015-03-31/functions/{identifier}/invocations",
+            data=b"{}",
+            headers=SIGNED,
         ) as reply,
     ):
         assert reply.status in (200, 404), await reply.text()

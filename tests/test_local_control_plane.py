@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from local_support import aio_client, boto3_client, invoke_both, write_functions
+from local_support import SIGNED, aio_client, boto3_client, invoke_both, write_functions
 from module_sdk.local import FunctionConfigError, LocalLambdaRuntime, load_functions
 
 TOML = """
@@ -148,7 +148,7 @@ async def test_bad_tenant_id_is_400(tmp_path: Path) -> None:
         session.post(
             f"{rt.url}/2015-03-31/functions/tenanted/invocations",
             data=b"{}",
-            headers={"X-Amz-Tenant-Id": "x" * 257},
+            headers={"X-Amz-Tenant-Id": "x" * 257, **SIGNED},
         ) as response,
     ):
         assert response.status == 400

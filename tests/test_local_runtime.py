@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
 
-from local_support import aio_client, invoke_both, write_functions
+from local_support import SIGNED, aio_client, invoke_both, write_functions
 from module_sdk.local import Faults, FunctionSpec, LocalLambdaRuntime
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -555,7 +555,7 @@ async def test_invalid_headers_are_400(
 
     async with _runtime(tmp_path, ["echo"]) as rt, aiohttp.ClientSession() as session:
         url = f"{rt.url}/2015-03-31/functions/echo/invocations"
-        async with session.post(url, data=b"{}", headers=headers) as reply:
+        async with session.post(url, data=b"{}", headers={**headers, **SIGNED}) as reply:
             body = await reply.json()
             assert reply.status == 400
             assert reply.headers["x-amzn-ErrorType"] == "InvalidParameterValueException"

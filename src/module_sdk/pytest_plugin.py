@@ -241,6 +241,14 @@ def waddlebot_modules_file(pytestconfig: pytest.Config) -> Path:
     return _ini_path(pytestconfig, "waddlebot_modules")
 
 
+# The runtime refuses calls without a SigV4-shaped Authorization header (web pages cannot send
+# one); it checks the shape, not the signature, so this local client sends a placeholder.
+_SIGNED_SHAPE = {
+    "Authorization": "AWS4-HMAC-SHA256 Credential=LOCAL/20260101/us-east-1/lambda/"
+    "aws4_request, SignedHeaders=host, Signature=" + "0" * 64
+}
+
+
 class RuntimeHandle:
     """The local runtime of the ``waddlebot_runtime`` fixture (running in the background)."""
 
@@ -255,14 +263,27 @@ class RuntimeHandle:
             f"{self.url}/2015-03-31/functions/{function}/invocations",
             data=json.dumps(event).encode(),
             method="POST",
+            headers=_SIGNED_SHAPE,
         )
         with urllib.request.urlopen(request, timeout=CALL_TIMEOUT) as answer:  # noqa: S310
             return json.loads(answer.read() or b"null")
 
 
 @pytest.fixture
+def waddlebot_function_environment() -> dict[str, str]:
+    """Variables every function gets in the ``waddlebot_runtime`` (none by default).
+
+    Functions never inherit the test process's environment (nor does Lambda give them the
+    caller's); override this fixture to point them at a local AWS endpoint, for example.
+    """
+    return {}
+
+
+@pytest.fixture
 def waddlebot_runtime(
-    waddlebot_functions_dir: Path, _waddlebot_loop: _Background
+    waddlebot_functions_dir: Path,
+    waddlebot_function_environment: dict[str, str],
+    _waddlebot_loop: _Background,
 ) -> Iterator[RuntimeHandle]:
     """The local Lambda runtime serving the functions folder on a free port."""
     if not waddlebot_functions_dir.is_dir():
@@ -273,7 +294,9 @@ def waddlebot_runtime(
         )
     from module_sdk.local import LocalLambdaRuntime
 
-    runtime = LocalLambdaRuntime(waddlebot_functions_dir, port=0)
+    runtime = LocalLambdaRuntime(
+        waddlebot_functions_dir, port=0, environment=waddlebot_function_environment
+    )
     _waddlebot_loop.run(runtime.start())
     try:
         yield RuntimeHandle(runtime, _waddlebot_loop)

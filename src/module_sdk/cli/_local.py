@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from typing import Any
 
-__all__ = ["register"]
+__all__ = ["CLI_CONCURRENCY_LIMIT", "register"]
+
+CLI_CONCURRENCY_LIMIT = 10
+"""The command line's default concurrency limit: a developer's machine, not an AWS account."""
 
 
 def register(subparsers: Any) -> None:
@@ -34,9 +38,18 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--concurrency-limit",
         type=int,
-        default=1000,
+        default=CLI_CONCURRENCY_LIMIT,
         metavar="N",
-        help="most simultaneous runs over all functions (default: 1000, Lambda's quota)",
+        help=f"most simultaneous runs over all functions (default: {CLI_CONCURRENCY_LIMIT}; "
+        "each may start a worker process of about 15 MB; Lambda's quota is 1000)",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME[=VALUE]",
+        help="give every function NAME (this shell's value, or VALUE); functions inherit "
+        "nothing else of this shell's environment (repeatable)",
     )
     parser.add_argument(
         "--prewarm",
@@ -121,8 +134,19 @@ def _run(args: argparse.Namespace) -> int:
         slow_rate=args.slow_rate,
         slow_seconds=args.slow_seconds,
     )
+    environment: dict[str, str] = {}
+    for item in args.env:
+        name, sep, value = item.partition("=")
+        if not name:
+            raise CommandError(f"--env {item!r} is invalid: use NAME or NAME=VALUE")
+        if not sep:
+            if name not in os.environ:
+                raise CommandError(f"--env {name}: this shell has no {name} to pass on")
+            value = os.environ[name]
+        environment[name] = value
     runtime = LocalLambdaRuntime(
         args.functions,
+        environment=environment,
         host=args.host,
         port=args.port,
         faults=faults,

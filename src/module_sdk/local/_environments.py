@@ -12,6 +12,7 @@ import signal
 import struct
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -422,9 +423,23 @@ class FunctionPool:
             await asyncio.gather(*pending, return_exceptions=True)
 
 
-def base_environment() -> dict[str, str]:
-    """The runtime's environment for workers (PYTHONPATH cleared of the runtime's own)."""
-    env = dict(os.environ)
-    env.pop("PYTHONSTARTUP", None)
+# Of the runtime's own environment, only what finding programs, text and time need: never its
+# credentials, service keys or anything else the developer's shell holds.
+_INHERITED = frozenset(
+    {"PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH"}
+    | {"PYTHONHOME", "VIRTUAL_ENV", "NODE_PATH", "SYSTEMROOT"}
+)
+
+
+def base_environment(
+    region: str = "us-east-1", extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """What every worker starts from: a few inherited variables, the region, ``extra``."""
+    env = {name: value for name, value in os.environ.items() if name in _INHERITED}
+    env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = region
+    env.update(extra or {})
     env["PYTHONUNBUFFERED"] = "1"
+    # No __pycache__ in the functions folder: an edit within the second of the last one (same
+    # size, same mtime) would otherwise run the stale bytecode after a reload.
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env

@@ -29,6 +29,7 @@ from module_sdk.aws_lambda.api import (
     payload_limit,
 )
 from module_sdk.errors import ConfigurationError
+from module_sdk.local._caller import caller_check
 from module_sdk.local._config import FunctionConfigError, FunctionSpec, load_functions
 from module_sdk.local._control import function_configuration, list_page
 from module_sdk.local._environments import (
@@ -208,6 +209,10 @@ class LocalLambdaRuntime:
             edit while serving (see :meth:`reload`).
         on_reload: called with the :class:`ReloadReport` of every reload that changed
             something.
+        environment: variables every function gets (what an execution role's credentials
+            and shared settings would be). Functions never inherit the runtime's own
+            environment: they get these, their ``functions.toml`` ``environment``, the Lambda
+            variables, and only PATH, locale, TZ, TMPDIR and the Python/Node search paths.
     """
 
     def __init__(
@@ -229,6 +234,7 @@ class LocalLambdaRuntime:
         on_log: Callable[[InvocationRecord], None] | None = None,
         reload: bool = False,
         on_reload: Callable[[ReloadReport], None] | None = None,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         if not isinstance(concurrency_limit, int) or concurrency_limit < 1:
             raise ConfigurationError(
@@ -273,7 +279,7 @@ class LocalLambdaRuntime:
         self.stats = RuntimeStats()
         self.history: deque[InvocationRecord] = deque(maxlen=history_size)
         self.on_log = on_log
-        self._base_env = base_environment()
+        self._base_env = base_environment(region, environment)
         self._pools: dict[str, FunctionPool] = {
             name: FunctionPool(spec, self._base_env) for name, spec in specs.items()
         }
@@ -421,7 +427,10 @@ class LocalLambdaRuntime:
 
     async def start(self) -> str:
         """Start listening; return the URL."""
-        app = web.Application(client_max_size=SYNC_PAYLOAD_LIMIT + 1024 * 1024)
+        app = web.Application(
+            client_max_size=SYNC_PAYLOAD_LIMIT + 1024 * 1024,
+            middlewares=[caller_check(self.host)],  # signed calls only: no web page (_caller.py)
+        )
         app.router.add_post(INVOKE_PATH, self._handle)
         app.router.add_post(STREAM_PATH, self._handle)
         app.router.add_get(FUNCTIONS_PATH, self._list_functions)
@@ -764,7 +773,7 @@ class LocalLambdaRuntime:
                 )
             try:
                 client_context = json.loads(base64.b64decode(raw_context, validate=True))
-            except (binascii.Error, ValueError):
+            except (binascii.Error, ValueError, RecursionError):  # nested past the stack too
                 raise _AwsError(
                     400,
                     "InvalidRequestContentException",
