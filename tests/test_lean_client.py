@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import json
@@ -196,6 +197,80 @@ async def test_http_proxy_and_no_proxy(
     ) as adapter:
         direct = await adapter.execute_async(REQUEST)
     assert direct.success is True and scripted.count("dice") == 2
+
+
+class ConnectProxy:
+    """A minimal HTTPS proxy on 127.0.0.1: answers CONNECT and pipes bytes both ways."""
+
+    def __init__(self) -> None:
+        self.tunnels: list[str] = []
+        self.url = ""
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while chunk := await reader.read(65536):
+                writer.write(chunk)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
+        if method != "CONNECT":
+            writer.write(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
+            writer.close()
+            return
+        self.tunnels.append(target)
+        host, port = target.rsplit(":", 1)
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        await writer.drain()
+        for task in (
+            asyncio.create_task(self._pipe(reader, up_writer)),
+            asyncio.create_task(self._pipe(up_reader, writer)),
+        ):
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def __aenter__(self) -> ConnectProxy:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+
+@pytest.mark.parametrize("path", ["lean", "aiobotocore"])
+async def test_https_proxy_tunnels_tls(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, path: str
+) -> None:
+    """HTTPS_PROXY: the call goes through the proxy's CONNECT tunnel, TLS verified end to end."""
+    cert, key = _self_signed(tmp_path)
+    runner, url = await _tls_lambda(cert, key)
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(cert))
+    try:
+        async with ConnectProxy() as proxy:
+            monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+            async with LambdaAdapter(
+                "dice", "us-east-1", "dice", endpoint_url=url, http_client=path, max_retries=0
+            ) as adapter:
+                answer = await adapter.execute_async(REQUEST)
+    finally:
+        await runner.cleanup()
+    assert answer.success is True and answer.message == "over TLS"
+    assert proxy.tunnels == [url.removeprefix("https://")]
 
 
 CREDENTIAL_PROCESS = """
