@@ -106,3 +106,16 @@ def test_one_exception_tree() -> None:
         errors.FunctionConfigError,
         errors.DeadLetterError,
     )
+
+
+def test_every_diagnostic_is_recorded_on_the_invocation() -> None:
+    """The adapter copies each Diagnostics field from the Invocation attribute of that name,
+    with the same default, so a new diagnostic needs both and cannot be half added."""
+    from dataclasses import fields
+
+    from module_sdk.resilience.pipeline import Invocation
+
+    recorded = {f.name: f.default for f in fields(Invocation)}
+    for diagnostic in fields(module_sdk.Diagnostics):
+        assert diagnostic.name in recorded, diagnostic.name
+        assert recorded[diagnostic.name] == diagnostic.default, diagnostic.name

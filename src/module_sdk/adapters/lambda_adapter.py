@@ -8,6 +8,7 @@ This module is configuration and wiring; the logic lives in :mod:`module_sdk.aws
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import random
@@ -72,6 +73,7 @@ __all__ = ["INVOCATION_TYPES", "LOG_TYPES", "MAX_RETRIES_LIMIT", "LambdaAdapter"
 
 logger = logging.getLogger(__name__)
 
+_DIAGNOSTICS = tuple(f.name for f in dataclasses.fields(Diagnostics))
 HTTP_CLIENTS = ("lean", "aiobotocore")
 DEFAULT_HTTP_CLIENT = "lean"
 
@@ -454,17 +456,9 @@ class LambdaAdapter(BaseAdapter):
 
     @staticmethod
     def _diagnostics(invocation: Invocation) -> Diagnostics:
-        """What the SDK observed about the call, from the invocation alone."""
-        return Diagnostics(
-            attempts=invocation.attempts,
-            status_code=invocation.status_code,
-            aws_error_code=invocation.aws_error_code,
-            log_tail=invocation.log_tail,
-            cache_hit=invocation.cache_hit,
-            dead_letter=invocation.dead_letter,
-            dead_letter_id=invocation.dead_letter_id,
-            durable_execution_arn=invocation.durable_execution_arn,
-        )
+        """What the SDK observed about the call, from the invocation alone (each diagnostic
+        is the invocation's attribute of the same name)."""
+        return Diagnostics(**{name: getattr(invocation, name) for name in _DIAGNOSTICS})
 
     async def execute_async(self, request: ExecuteRequest) -> ExecuteResponse:
         """Invoke the function for ``request`` and return its normalized answer.
