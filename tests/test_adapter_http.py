@@ -50,7 +50,7 @@ def adapter_for(
 
 def sleeps(adapter: LambdaAdapter) -> list[float]:
     """The backoff sleeps the adapter's fake clock recorded."""
-    clock = adapter._clock
+    clock = adapter.clock
     assert isinstance(clock, FakeClock)
     return clock.sleeps
 

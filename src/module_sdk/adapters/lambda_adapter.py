@@ -347,6 +347,11 @@ class LambdaAdapter(BaseAdapter):
             self.invoke_region,
         )
 
+    @property
+    def clock(self) -> Clock:
+        """The clock this adapter's retries, policies, deadline and health run on."""
+        return self._clock
+
     def __repr__(self) -> str:
         return (
             f"<LambdaAdapter module={self.module_name!r} function={self.target.display_name!r} "
