@@ -553,3 +553,15 @@ async def test_entry_survives_kill_9_and_replays_once(
     assert scripted.invocations[3]["body"] == scripted.invocations[0]["body"]
     assert await sink.list() == []
     await sink.aclose()
+
+
+def test_replay_adapters_former_import_path_still_works() -> None:
+    """The path docs/dead-letter.md once gave keeps working, with a warning naming the new one."""
+    import module_sdk.resilience.deadletter as deadletter
+    from module_sdk.adapters.replay import ReplayAdapters
+
+    with pytest.warns(DeprecationWarning, match=r"module_sdk\.adapters\.replay"):
+        former = deadletter.ReplayAdapters
+    assert former is ReplayAdapters
+    with pytest.raises(AttributeError, match="NoSuchName"):
+        deadletter.NoSuchName  # noqa: B018

@@ -12,6 +12,10 @@ Sinks: :class:`SQLiteDeadLetterSink` (a local file, the default) and
 methods works. See ``docs/dead-letter.md``.
 """
 
+import importlib
+import warnings
+from typing import Any
+
 from module_sdk.resilience.deadletter._entry import (
     DEAD_LETTER_CODES,
     DeadLetterEntry,
@@ -46,3 +50,20 @@ __all__ = [
     "replay_entries",
     "scrub",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``ReplayAdapters`` at its former home keeps working (with a DeprecationWarning).
+
+    It builds adapters, so it lives above this package (``module_sdk.adapters.replay``);
+    importing it here by name only when asked keeps the layers free of cycles.
+    """
+    if name == "ReplayAdapters":
+        warnings.warn(
+            "import ReplayAdapters from module_sdk.adapters.replay; "
+            "module_sdk.resilience.deadletter.ReplayAdapters will be removed in a later release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return importlib.import_module("module_sdk.adapters.replay").ReplayAdapters
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
