@@ -7,7 +7,8 @@ handler that hangs, crashes or leaks cannot take the runtime down. See ``docs/lo
 from module_sdk.local._config import FunctionConfigError, FunctionSpec, load_functions
 from module_sdk.local._faults import FaultDecision, FaultPlan, Faults
 from module_sdk.local._reload import ReloadReport
-from module_sdk.local._runtime import InvocationRecord, LocalLambdaRuntime, RuntimeStats
+from module_sdk.local._runtime import LocalLambdaRuntime
+from module_sdk.local._stats import InvocationRecord, RuntimeStats
 
 __all__ = [
     "FaultDecision",

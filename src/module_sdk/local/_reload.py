@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from module_sdk.errors import ConfigurationError
-from module_sdk.local._config import FunctionSpec
+from module_sdk.local._config import FunctionConfigError, FunctionSpec, load_functions
+from module_sdk.local._environments import FunctionPool
 
-__all__ = ["ReloadReport", "Watcher", "affected"]
+__all__ = ["ReloadReport", "Watcher", "affected", "apply_reload"]
 
 logger = logging.getLogger("module_sdk.local")
 
@@ -121,3 +122,61 @@ class Watcher:
             except Exception:
                 logger.exception("the file watcher failed")
             self._task = None
+
+
+async def apply_reload(
+    functions_dir: Path,
+    in_code: Mapping[str, FunctionSpec],
+    pools: dict[str, FunctionPool],
+    retired: list[FunctionPool],
+    base_env: dict[str, str],
+    paths: set[Path] | None,
+) -> ReloadReport:
+    """Apply ``functions_dir`` to a runtime's ``pools`` (see ``LocalLambdaRuntime.reload``):
+    replaced pools go to ``retired``, where their calls in progress finish."""
+    try:
+        specs = load_functions(functions_dir)
+    except FunctionConfigError as exc:
+        return ReloadReport(error=str(exc))
+    specs.update(in_code)
+    old = {name: pool.spec for name, pool in pools.items()}
+    touched = (
+        set(specs)
+        if paths is None
+        else affected(old.values(), paths) | affected(specs.values(), paths)
+    )
+    removed = tuple(sorted(n for n in old if n not in specs))
+    added = tuple(sorted(n for n in specs if n not in old))
+    changed = sorted(n for n in specs if n in old and (specs[n] != old[n] or n in touched))
+    retired[:] = [p for p in retired if p.all]
+    for name in removed:
+        pool = pools.pop(name)
+        pool.retire()
+        retired.append(pool)
+
+    async def warm(name: str) -> tuple[str, FunctionPool, str | None]:
+        previous = pools.get(name)
+        pool = FunctionPool(specs[name], base_env)
+        count = 1 if previous is None else max(1, min(4, len(previous.idle)))
+        return name, pool, await pool.warm(count)
+
+    failed: dict[str, str] = {}
+    restarted: list[str] = []
+    for name, pool, error in await asyncio.gather(*(warm(n) for n in (*added, *changed))):
+        previous = pools.get(name)
+        if error is not None:
+            failed[name] = error
+            if previous is not None:
+                await pool.aclose()  # the old version keeps serving
+                continue
+        pools[name] = pool
+        if previous is not None:
+            previous.retire()
+            retired.append(previous)
+            restarted.append(name)
+    return ReloadReport(
+        added=added,
+        removed=removed,
+        restarted=tuple(restarted),
+        failed=failed,
+    )

@@ -10,9 +10,8 @@ import logging
 import re
 import time
 import uuid
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
@@ -30,7 +29,10 @@ from module_sdk.aws_lambda.api import (
 )
 from module_sdk.errors import ConfigurationError
 from module_sdk.local._caller import caller_check
-from module_sdk.local._config import FunctionConfigError, FunctionSpec, load_functions
+from module_sdk.local._calls import AwsError as _AwsError
+from module_sdk.local._calls import Call as _Call
+from module_sdk.local._calls import check_tenant, error_fields
+from module_sdk.local._config import FunctionSpec, load_functions
 from module_sdk.local._control import function_configuration, list_page
 from module_sdk.local._environments import (
     Crashed,
@@ -42,7 +44,8 @@ from module_sdk.local._environments import (
     base_environment,
 )
 from module_sdk.local._faults import FaultDecision, FaultPlan, Faults
-from module_sdk.local._reload import ReloadReport, Watcher, affected
+from module_sdk.local._reload import ReloadReport, Watcher, apply_reload
+from module_sdk.local._stats import InvocationRecord, RuntimeStats
 from module_sdk.local._streaming import ResponseSink, invoke_complete, payload_chunk
 
 __all__ = ["InvocationRecord", "LocalLambdaRuntime", "RuntimeStats"]
@@ -58,123 +61,7 @@ STREAM_PATH = "/2021-11-15/functions/{name}/response-streaming-invocations"
 
 _STREAM_INVOCATION_TYPES = ("RequestResponse", "DryRun")
 _REGION_IN_AUTH_RE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/lambda/")
-_TENANT_RE = re.compile(r"^[a-zA-Z0-9._:/=+\-@ ]{1,256}$")
 FUNCTIONS_PATH = "/2015-03-31/functions"
-
-
-@dataclass(slots=True)
-class RuntimeStats:
-    """Counters of everything the runtime did, for tests and reliability suites.
-
-    Attributes:
-        invocations: handler runs per function (what actually reached a worker).
-        request_ids: handler runs per event ``request_id`` (an ExecuteRequest's session id),
-            across functions: more than one means the same request ran twice.
-        runs: handler runs per ``(function, request_id)``.
-        faults: injected faults per kind (``latency``, ``throttle``, ``error``, ``drop``,
-            ``slow``).
-        faults_by_function: injected faults per ``(function, kind)``.
-        outcomes: replies per outcome: ``success``, ``function_error`` (the handler
-            raised or its reply could not be sent), ``timeout``, ``crash``, ``init_error``,
-            ``throttled``, ``not_found``, ``invalid_request``, ``too_large``, ``fault``,
-            ``runtime_error`` (a worker could not be started),
-            ``dropped``, ``dry_run``, ``event_accepted``, and ``event_<outcome>`` for each
-            Event run.
-        throttles: concurrency throttles (429) per function.
-        cold_starts: environments started per function.
-        statuses: HTTP replies per status code.
-        control_reads: control-plane reads per operation (``GetFunction``,
-            ``GetFunctionConfiguration``, ``ListFunctions``).
-    """
-
-    invocations: Counter[str] = field(default_factory=Counter)
-    request_ids: Counter[str] = field(default_factory=Counter)
-    runs: Counter[tuple[str, str]] = field(default_factory=Counter)
-    faults: Counter[str] = field(default_factory=Counter)
-    faults_by_function: Counter[tuple[str, str]] = field(default_factory=Counter)
-    outcomes: Counter[str] = field(default_factory=Counter)
-    throttles: Counter[str] = field(default_factory=Counter)
-    cold_starts: Counter[str] = field(default_factory=Counter)
-    statuses: Counter[int] = field(default_factory=Counter)
-    control_reads: Counter[str] = field(default_factory=Counter)
-
-    def duplicates(self) -> dict[str, int]:
-        """Event ``request_id`` values that ran more than once, with their run counts."""
-        return {key: count for key, count in self.request_ids.items() if count > 1}
-
-    def reset(self) -> None:
-        """Zero every counter."""
-        for name in self.__slots__:
-            getattr(self, name).clear()
-
-    def snapshot(self) -> dict[str, Any]:
-        """A JSON-ready copy of every counter."""
-        return {
-            "invocations": dict(self.invocations),
-            "request_ids": dict(self.request_ids),
-            "runs": {f"{f}/{r}": n for (f, r), n in self.runs.items()},
-            "faults": dict(self.faults),
-            "faults_by_function": {f"{f}/{k}": n for (f, k), n in self.faults_by_function.items()},
-            "outcomes": dict(self.outcomes),
-            "throttles": dict(self.throttles),
-            "cold_starts": dict(self.cold_starts),
-            "statuses": {str(k): v for k, v in self.statuses.items()},
-            "control_reads": dict(self.control_reads),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class InvocationRecord:
-    """One handler run, kept in :attr:`LocalLambdaRuntime.history` (newest last)."""
-
-    function: str
-    aws_request_id: str
-    event_request_id: str | None
-    invocation_type: str
-    outcome: str
-    """``success``, ``function_error``, ``timeout`` or ``crash``."""
-    duration: float
-    cold_start: bool
-    log: str
-    reply: bytes
-
-
-class _AwsError(Exception):
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        outcome: str,
-        *,
-        extra: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-        message_key: str = "message",
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.outcome = outcome
-        self.extra = dict(extra or {})
-        self.headers = dict(headers or {})
-        self.message_key = message_key
-
-
-@dataclass(slots=True)
-class _Call:
-    function: FunctionPool
-    name: str
-    qualifier: str | None
-    arn: str
-    invocation_type: str
-    log_tail: bool
-    body: bytes
-    event_request_id: str | None
-    client_context: Any
-    request_id: str
-    streaming: bool = False
-    tenant_id: str | None = None
 
 
 class LocalLambdaRuntime:
@@ -348,7 +235,16 @@ class LocalLambdaRuntime:
         every change the watcher sees.
         """
         async with self._reload_lock:
-            report = await self._reload_now(None if paths is None else set(paths))
+            if self.functions_dir is None:
+                return ReloadReport()
+            report = await apply_reload(
+                self.functions_dir,
+                self._in_code,
+                self._pools,
+                self._retired,
+                self._base_env,
+                None if paths is None else set(paths),
+            )
         if report.changed:
             for name, error in report.failed.items():
                 logger.warning("reload: %s keeps its previous version: %s", name, error)
@@ -360,56 +256,6 @@ class LocalLambdaRuntime:
                 except Exception:
                     logger.exception("on_reload callback failed")
         return report
-
-    async def _reload_now(self, paths: set[Path] | None) -> ReloadReport:
-        if self.functions_dir is None:
-            return ReloadReport()
-        try:
-            specs = load_functions(self.functions_dir)
-        except FunctionConfigError as exc:
-            return ReloadReport(error=str(exc))
-        specs.update(self._in_code)
-        old = {name: pool.spec for name, pool in self._pools.items()}
-        touched = (
-            set(specs)
-            if paths is None
-            else affected(old.values(), paths) | affected(specs.values(), paths)
-        )
-        removed = tuple(sorted(n for n in old if n not in specs))
-        added = tuple(sorted(n for n in specs if n not in old))
-        changed = sorted(n for n in specs if n in old and (specs[n] != old[n] or n in touched))
-        self._retired = [p for p in self._retired if p.all]
-        for name in removed:
-            pool = self._pools.pop(name)
-            pool.retire()
-            self._retired.append(pool)
-
-        async def warm(name: str) -> tuple[str, FunctionPool, str | None]:
-            previous = self._pools.get(name)
-            pool = FunctionPool(specs[name], self._base_env)
-            count = 1 if previous is None else max(1, min(4, len(previous.idle)))
-            return name, pool, await pool.warm(count)
-
-        failed: dict[str, str] = {}
-        restarted: list[str] = []
-        for name, pool, error in await asyncio.gather(*(warm(n) for n in (*added, *changed))):
-            previous = self._pools.get(name)
-            if error is not None:
-                failed[name] = error
-                if previous is not None:
-                    await pool.aclose()  # the old version keeps serving
-                    continue
-            self._pools[name] = pool
-            if previous is not None:
-                previous.retire()
-                self._retired.append(previous)
-                restarted.append(name)
-        return ReloadReport(
-            added=added,
-            removed=removed,
-            restarted=tuple(restarted),
-            failed=failed,
-        )
 
     def set_faults(self, faults: Faults | None, function: str | None = None) -> None:
         """Change the global faults (``function=None``) or one function's (None clears)."""
@@ -629,36 +475,6 @@ class LocalLambdaRuntime:
                 self._leave(call.function)
         return await self._reply(request, call.name, decision, response)
 
-    @staticmethod
-    def _tenant(request: web.Request, spec: FunctionSpec) -> str | None:
-        """The call's ``X-Amz-Tenant-Id``, checked against the function's tenant isolation."""
-        tenant = request.headers.get("X-Amz-Tenant-Id")
-        if tenant is not None and not _TENANT_RE.match(tenant):
-            raise _AwsError(
-                400,
-                "InvalidParameterValueException",
-                "1 validation error detected: Value at 'tenantId' failed to satisfy constraint: "
-                "Member must have length between 1 and 256 and match [a-zA-Z0-9._:/=+-@ ]+",
-                "invalid_request",
-            )
-        if spec.tenant_isolation == "PER_TENANT" and tenant is None:
-            raise _AwsError(
-                400,
-                "InvalidParameterValueException",
-                f"Function {spec.name} uses tenant isolation (PER_TENANT): every call needs a "
-                "tenant id (X-Amz-Tenant-Id, TenantId in boto3)",
-                "invalid_request",
-            )
-        if spec.tenant_isolation is None and tenant is not None:
-            raise _AwsError(
-                400,
-                "InvalidParameterValueException",
-                f"Function {spec.name} does not use tenant isolation: leave out the tenant id, "
-                'or set tenant_isolation = "PER_TENANT" for it',
-                "invalid_request",
-            )
-        return tenant
-
     # -- the control-plane reads ---------------------------------------------------------
 
     async def _get_function(self, request: web.Request) -> web.Response:
@@ -782,7 +598,7 @@ class LocalLambdaRuntime:
                 ) from None
             if invocation_type == "Event":
                 client_context = None  # Lambda passes it to synchronous calls only
-        tenant_id = self._tenant(request, pool.spec)
+        tenant_id = check_tenant(request.headers.get("X-Amz-Tenant-Id"), pool.spec)
         return _Call(
             function=pool,
             name=name,
@@ -971,7 +787,7 @@ class LocalLambdaRuntime:
                 await response.write(payload_chunk(result.body))
             error_code = error_details = None
             if result.error:
-                error_code, error_details = _error_fields(result.body)
+                error_code, error_details = error_fields(result.body)
             tail = None
             if call.log_tail:
                 tail = base64.b64encode(
@@ -1109,14 +925,3 @@ class LocalLambdaRuntime:
             "errorType": "Function.ResponseSizeTooLarge",
         }
         return RunResult(json.dumps(error).encode(), True, result.log, result.memory_mb)
-
-
-def _error_fields(body: bytes) -> tuple[str, str]:
-    """``ErrorCode`` and ``ErrorDetails`` of a stream's InvokeComplete, from the error object."""
-    try:
-        error = json.loads(body)
-    except (ValueError, RecursionError):
-        error = None
-    if not isinstance(error, dict):
-        return "Unhandled", body.decode("utf-8", errors="replace")
-    return str(error.get("errorType") or "Unhandled"), str(error.get("errorMessage", ""))
