@@ -54,7 +54,7 @@ bench-policies: $(STAMP) redis-server
 SOAK_MINUTES ?= 30
 
 chaos: $(STAMP)
-	RELIABILITY_PROFILE=full $(BIN)/pytest -q tests/test_reliability_chaos.py tests/test_reliability_shutdown.py
+	RELIABILITY_PROFILE=full $(BIN)/pytest -q tests/test_reliability_chaos.py tests/test_reliability_shutdown.py tests/test_server_hostile_network.py
 
 soak: $(STAMP)
 	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python bench/soak.py --write docs/reliability.md

@@ -305,7 +305,7 @@ async def test_accept_failures_are_logged_once_per_interval(scripted: ScriptedLa
     )
     writers = []
     try:
-        for _ in range(120 if not FULL else 400):
+        for _ in range(120):  # past 40 descriptors; more would wait on the full backlog
             try:
                 _reader, writer = await asyncio.open_connection("127.0.0.1", port)
             except OSError:
@@ -317,6 +317,7 @@ async def test_accept_failures_are_logged_once_per_interval(scripted: ScriptedLa
             writer.close()
         err = await asyncio.to_thread(stop, child)
     failures = err.count("out of system resource") + err.count("cannot accept connections")
+    print(f"\n{len(writers)} connections opened; {failures} accept-failure line(s)")
     assert failures >= 1, err[-2000:]
     assert failures <= 2, f"{failures} accept-failure lines:\n{err[-2000:]}"
     assert "Traceback" not in err
@@ -511,3 +512,128 @@ async def test_drain_delay_keeps_serving_with_health_503(scripted: ScriptedLambd
         writer.close()
     finally:
         await closing
+
+
+# -- figures: memory, descriptors and latency under a hostile load (docs/reliability.md) ---
+
+PARTIAL_CONNECTIONS = 800 if FULL else 100
+SLOWLORIS_CONNECTIONS = 300 if FULL else 60
+LATENCY_SAMPLES = 400 if FULL else 100
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+async def settle(pid: int, target: int, within: float = 10) -> int:
+    """The child's descriptor count once it is back to ``target`` (or after ``within`` s)."""
+    deadline = time.monotonic() + within
+    while (count := fds(pid)) > target and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return count
+
+
+async def health_ms(port: int) -> float:
+    began = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    answer = await until_eof(reader, within=10)
+    writer.close()
+    assert status(answer) in (200, 503)
+    return (time.perf_counter() - began) * 1000
+
+
+async def test_partial_heads_cost_little_memory_and_every_descriptor_comes_back(
+    scripted: ScriptedLambdaServer,
+) -> None:
+    """The issue's attack: connections that send most of a head and never finish it."""
+    child, port = await asyncio.to_thread(
+        spawn, scripted.url, server={"header_timeout": 60, "keepalive_timeout": 60}
+    )
+    writers: list[asyncio.StreamWriter] = []
+    try:
+        for _ in range(3):
+            await health_ms(port)  # warm: the first answers build what every answer reuses
+        base_rss, base_fds = rss_mb(child.pid), await settle(child.pid, 0, within=0.2)
+        line = b"X-Pad: " + b"a" * 7990 + b"\r\n"  # inside every per-line limit
+        for _ in range(PARTIAL_CONNECTIONS):
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"POST /api/v1/execute HTTP/1.1\r\nHost: x\r\n" + line * 3)
+            writers.append(writer)
+        await asyncio.gather(*(w.drain() for w in writers))
+        async with asyncio.timeout(30):  # every connection accepted and its bytes read
+            while fds(child.pid) < base_fds + PARTIAL_CONNECTIONS:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        held_rss = rss_mb(child.pid)
+        for writer in writers:
+            writer.close()
+        writers.clear()
+        after_fds = await settle(child.pid, base_fds)
+        deadline = time.monotonic() + 5  # the server hands freed memory back within a second
+        while (after_rss := rss_mb(child.pid)) - base_rss > 15 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+    finally:
+        for writer in writers:
+            writer.close()
+        await asyncio.to_thread(stop, child)
+    grown = held_rss - base_rss
+    print(
+        f"\n{PARTIAL_CONNECTIONS} partial heads of 24 KB: RSS {base_rss:.1f} -> {held_rss:.1f} "
+        f"MB (+{grown:.1f}), after closing {after_rss:.1f} MB; descriptors {base_fds} -> "
+        f"{after_fds}"
+    )
+    assert grown <= 50 * PARTIAL_CONNECTIONS / 800 + 10
+    assert after_fds == base_fds
+    assert after_rss - base_rss <= 15
+
+
+async def test_legitimate_requests_stay_fast_under_slowloris_and_a_huge_args(
+    scripted: ScriptedLambdaServer,
+) -> None:
+    child, port = await asyncio.to_thread(
+        spawn,
+        scripted.url,
+        server={"header_timeout": 60, "body_timeout": 60, "max_body_bytes": 4 * 1024 * 1024},
+    )
+    writers: list[asyncio.StreamWriter] = []
+    try:
+        base_fds = await settle(child.pid, 0, within=0.2)
+        for index in range(SLOWLORIS_CONNECTIONS):  # silent, partial heads and partial bodies
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            if index % 3 == 1:
+                writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: ")
+            elif index % 3 == 2:
+                writer.write(execute_head(1000) + b'{"command": ')
+            writers.append(writer)
+        huge = execute_body(args='"' + "x" * 1_000_000 + '"')
+        reader, big = await asyncio.open_connection("127.0.0.1", port)
+        big.write(execute_head(len(huge)) + huge)
+        writers.append(big)
+        samples = sorted([await health_ms(port) for _ in range(LATENCY_SAMPLES)])
+        big_answer = await until_eof(reader, within=30)
+        for writer in writers:
+            writer.close()
+        writers.clear()
+        after_fds = await settle(child.pid, base_fds)
+    finally:
+        for writer in writers:
+            writer.close()
+        await asyncio.to_thread(stop, child)
+    p50 = samples[len(samples) // 2]
+    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+    print(
+        f"\n/health with {SLOWLORIS_CONNECTIONS} slow connections and a 1 MB args request: "
+        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms over {len(samples)}; descriptors {base_fds} -> "
+        f"{after_fds}"
+    )
+    assert status(big_answer) == 413
+    assert p99 < 100 * (5 if not FULL else 1)  # loose in the fast profile: a loaded machine
+    assert after_fds == base_fds
