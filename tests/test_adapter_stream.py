@@ -10,9 +10,13 @@ from typing import Any
 
 import pytest
 
-from module_sdk import ExecuteRequest, LambdaAdapter
-from module_sdk.errors import ErrorCode, ModuleSDKError
+from module_sdk import ExecuteRequest, ExecuteResponse, LambdaAdapter
+from module_sdk.errors import ErrorCode, InvocationError, ModuleSDKError
 from module_sdk.local import FaultDecision, LocalLambdaRuntime
+from module_sdk.resilience.breaker import CircuitBreakerConfig
+from module_sdk.resilience.cache import ResponseCacheConfig
+from module_sdk.resilience.pipeline import Invocation
+from module_sdk.resilience.ratelimit import RateLimit
 from runtime_api_support import EXAMPLES, needs_node
 
 pytestmark = needs_node
@@ -165,3 +169,140 @@ async def test_total_timeout_bounds_the_whole_stream(tmp_path: Path, http_client
             await chunks.__anext__()
         gate.touch()  # let the function finish before the runtime stops
     assert failure.value.error_code == ErrorCode.DEADLINE_EXCEEDED
+
+
+@pytest.mark.parametrize("http_client", ["lean", "aiobotocore"])
+async def test_rate_limit_admits_a_stream_like_a_call(tmp_path: Path, http_client: str) -> None:
+    """The adapter's rate limit refuses a stream before anything is sent."""
+    limit = RateLimit(rate=0.001, burst=1)
+    async with (
+        _runtime(tmp_path) as rt,
+        _adapter(rt.url, "stream-node", http_client, rate_limit=limit) as adapter,
+    ):
+        adapter.extra = {"count": 1}
+        assert await _collect(adapter, _request()) == [b"chunk 1 of 1\n"]
+        with pytest.raises(ModuleSDKError) as refused:
+            await _collect(adapter, _request())
+        assert rt.stats.invocations["stream-node"] == 1
+        health = adapter.get_health_status()
+    assert refused.value.error_code == ErrorCode.RATE_LIMITED
+    assert health["total_requests"] == 1  # a refusal says nothing about the function
+    assert health["last_error_code"] == "rate_limited"
+
+
+@pytest.mark.parametrize("http_client", ["lean", "aiobotocore"])
+async def test_open_breaker_stops_a_stream_before_it_is_sent(
+    tmp_path: Path, http_client: str
+) -> None:
+    """A stream that fails before its first event counts for the breaker; once open, the next
+    stream is refused without reaching Lambda."""
+    breaker = CircuitBreakerConfig(consecutive_failures=1, open_duration=600.0)
+    async with (
+        _runtime(tmp_path) as rt,
+        _adapter(
+            rt.url, "stream-node", http_client, max_retries=0, circuit_breaker=breaker
+        ) as adapter,
+    ):
+        rt.script_faults("stream-node", FaultDecision(throttle=True, retry_after=0))
+        with pytest.raises(ModuleSDKError) as throttled:
+            await _collect(adapter, _request())
+        with pytest.raises(ModuleSDKError) as refused:
+            await _collect(adapter, _request())
+        assert rt.stats.faults["throttle"] == 1
+        assert rt.stats.invocations.get("stream-node", 0) == 0
+        health = adapter.get_health_status()
+    assert throttled.value.error_code == ErrorCode.THROTTLED
+    assert refused.value.error_code == ErrorCode.CIRCUIT_OPEN
+    assert health["circuit_state"] == "open"
+    assert (health["total_requests"], health["total_failures"]) == (1, 1)
+
+
+@pytest.mark.parametrize("http_client", ["lean", "aiobotocore"])
+async def test_streams_are_never_cached(tmp_path: Path, http_client: str) -> None:
+    """A cached command still streams from the function every time."""
+    cache = ResponseCacheConfig(commands={"!stream": 300.0})
+    async with (
+        _runtime(tmp_path) as rt,
+        _adapter(rt.url, "stream-node", http_client, cache=cache) as adapter,
+    ):
+        adapter.extra = {"count": 1}
+        first = await _collect(adapter, _request())
+        second = await _collect(adapter, _request())
+        assert rt.stats.invocations["stream-node"] == 2
+    assert first == second == [b"chunk 1 of 1\n"]
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.finished: list[ExecuteResponse] = []
+
+    def on_start(self, invocation: Invocation) -> None:
+        self.events.append("start")
+
+    def on_attempt(self, invocation: Invocation) -> None:
+        self.events.append(f"attempt {invocation.attempts}")
+
+    def on_retry(self, invocation: Invocation, error: InvocationError, delay: float) -> None:
+        self.events.append(f"retry {error.error_code.value}")
+
+    def on_finish(self, invocation: Invocation, response: ExecuteResponse, duration: float) -> None:
+        self.events.append(f"finish {response.error_code}")
+        self.finished.append(response)
+
+
+@pytest.mark.parametrize("http_client", ["lean", "aiobotocore"])
+async def test_observers_and_health_see_each_stream_end(tmp_path: Path, http_client: str) -> None:
+    """Observers hear a stream start, its attempts and retries, and its end (after the last
+    chunk, or with the error that ended it); health counts it like a call."""
+    recorder = _Recorder()
+    async with (
+        _runtime(tmp_path) as rt,
+        _adapter(rt.url, "stream-node", http_client, observers=[recorder]) as adapter,
+    ):
+        rt.script_faults("stream-node", FaultDecision(throttle=True, retry_after=0))
+        adapter.extra = {"count": 1}
+        await _collect(adapter, _request())
+        adapter.extra = {"count": 1, "fail": True}
+        with pytest.raises(ModuleSDKError):
+            await _collect(adapter, _request())
+        health = adapter.get_health_status()
+    assert recorder.events == [
+        "start",
+        "attempt 1",
+        "retry throttled",
+        "attempt 2",
+        "finish None",
+        "start",
+        "attempt 1",
+        "finish function_error",
+    ]
+    ok, failed = recorder.finished
+    assert ok.success and ok.diagnostics is not None and ok.diagnostics.attempts == 2
+    assert ok.diagnostics.status_code == 200
+    assert failed.error == "Error: failed after streaming"
+    assert (health["total_requests"], health["total_failures"]) == (2, 1)
+    assert (health["in_flight"], health["retry_count"]) == (0, 1)
+    assert health["last_error_code"] == "function_error"
+
+
+@pytest.mark.parametrize("http_client", ["lean", "aiobotocore"])
+async def test_a_reader_that_stops_early_ends_the_stream_as_cancelled(
+    tmp_path: Path, http_client: str
+) -> None:
+    """Closing the iterator after one chunk releases the stream; the call is not counted as
+    a failure of the function."""
+    gate = tmp_path / "gate"
+    recorder = _Recorder()
+    async with (
+        _runtime(tmp_path) as rt,
+        _adapter(rt.url, "gated", http_client, observers=[recorder]) as adapter,
+    ):
+        adapter.extra = {"gate": str(gate)}
+        chunks = adapter.stream_async(_request())
+        assert await chunks.__anext__() == b"first "
+        await chunks.aclose()  # type: ignore[attr-defined]
+        gate.touch()
+        health = adapter.get_health_status()
+    assert recorder.events[-1] == "finish cancelled"
+    assert (health["total_requests"], health["in_flight"]) == (0, 0)

@@ -42,6 +42,7 @@ from module_sdk.aws_lambda.payload import (
     validate_request,
 )
 from module_sdk.aws_lambda.response import decode_log_tail, parse_invocation, parse_reply
+from module_sdk.aws_lambda.streaming import Chunk, Complete, EventStream, open_stream
 from module_sdk.errors import (
     ConfigurationError,
     ErrorCode,
@@ -51,6 +52,7 @@ from module_sdk.errors import (
     RequestError,
 )
 from module_sdk.resilience.breaker import CircuitBreakerPolicy
+from module_sdk.resilience.cache import ResponseCachePolicy
 from module_sdk.resilience.clock import Clock, SystemClock
 from module_sdk.resilience.deadletter import DeadLetterRecorder, DeadLetterSink
 from module_sdk.resilience.pipeline import (
@@ -92,6 +94,22 @@ def _http_client(value: object, *, client: object, pool: object) -> str:
             "drop them, or pass http_client='aiobotocore'"
         )
     return str(value)
+
+
+def _cancelled() -> ExecuteResponse:
+    return ExecuteResponse(
+        success=False, error="the call was cancelled", error_code=ErrorCode.CANCELLED.value
+    )
+
+
+def _function_error(done: Complete) -> InvocationError:
+    """InvokeComplete's error: the function failed (never retried)."""
+    return InvocationError(
+        f"{done.error_code}: {done.error_details or ''}".rstrip(": "),
+        error_code=ErrorCode.FUNCTION_ERROR,
+        retryable=False,
+        aws_code=done.error_code,
+    )
 
 
 class LambdaAdapter(BaseAdapter):
@@ -340,6 +358,13 @@ class LambdaAdapter(BaseAdapter):
         self.policies: tuple[Policy, ...] = (*policies, *builtin, self._retry)
         """The pipeline's steps, outermost first: yours, the built-in ones, the retry loop."""
         self._handler: Handler = compose(self.policies, self._attempt)
+        # A stream is admitted like a call (rate limit, breaker, retries until its first
+        # event) but never cached; your own policies may answer without calling through, so
+        # they stay with execute_async.
+        self._stream_policies: tuple[Policy, ...] = (
+            *(p for p in builtin if not isinstance(p, ResponseCachePolicy)),
+            self._retry,
+        )
         logger.info(
             "LambdaAdapter initialized for module '%s' with function '%s' in region '%s'",
             self.module_name,
@@ -386,8 +411,27 @@ class LambdaAdapter(BaseAdapter):
 
     # -- the pipeline ---------------------------------------------------------------------
 
-    async def _attempt(self, invocation: Invocation) -> ExecuteResponse:
-        """The terminal step: one invoke, one parse."""
+    def _new_invocation(
+        self,
+        request: ExecuteRequest,
+        payload: dict[str, Any],
+        body: bytes,
+        started: float,
+        invocation_type: InvocationType,
+    ) -> Invocation:
+        return Invocation(
+            request=request,
+            payload=payload,
+            body=body,
+            target=self.target,
+            region=self.invoke_region,
+            invocation_type=invocation_type,
+            started=started,
+            deadline=None if self.total_timeout is None else started + self.total_timeout,
+        )
+
+    def _begin_attempt(self, invocation: Invocation) -> InvokeCall:
+        """Count and announce one attempt; the Invoke call it sends."""
         invocation.attempts += 1
         self._notify("on_attempt", invocation)
         logger.debug(
@@ -397,10 +441,10 @@ class LambdaAdapter(BaseAdapter):
             self.max_retries + 1,
             invocation.session_id,
         )
-        call = InvokeCall(
+        return InvokeCall(
             function_name=self.function_name,
             payload=invocation.body,
-            invocation_type=self.invocation_type,
+            invocation_type=invocation.invocation_type,
             qualifier=self.qualifier,
             log_type=self.log_type,
             client_context=invocation.client_context,
@@ -409,6 +453,16 @@ class LambdaAdapter(BaseAdapter):
                 durable_execution_name(invocation.session_id) if self.durable_execution else None
             ),
         )
+
+    def _record_log_tail(self, invocation: Invocation, log_result: str | None) -> None:
+        tail = decode_log_tail(log_result)
+        if tail is not None:
+            invocation.log_tail = tail
+            logger.debug("Lambda log tail (session: %s):\n%s", invocation.session_id, tail)
+
+    async def _attempt(self, invocation: Invocation) -> ExecuteResponse:
+        """The terminal step: one invoke, one parse."""
+        call = self._begin_attempt(invocation)
         if self._function_timeout is None:
             result = await self._invoker.invoke(call)
         else:
@@ -430,14 +484,11 @@ class LambdaAdapter(BaseAdapter):
         if result.durable_execution_arn:
             invocation.durable_execution_arn = result.durable_execution_arn
         invocation.status_code = result.status_code
-        response = parse_invocation(result, self.invocation_type, self._parse_lambda_response)
+        response = parse_invocation(result, invocation.invocation_type, self._parse_lambda_response)
         parsed = response.diagnostics
         if parsed is not None and parsed.status_code is not None:  # an API-Gateway reply
             invocation.status_code = parsed.status_code
-        tail = decode_log_tail(result.log_result)
-        if tail is not None:
-            invocation.log_tail = tail
-            logger.debug("Lambda log tail (session: %s):\n%s", invocation.session_id, tail)
+        self._record_log_tail(invocation, result.log_result)
         return response
 
     def _notify(self, event: str, *args: Any) -> None:
@@ -493,50 +544,34 @@ class LambdaAdapter(BaseAdapter):
             async for chunk in adapter.stream_async(request):
                 ...
 
-        Until the first event arrives, failures are retried exactly as ``execute_async``
-        retries them (``max_retries``, backoff, ``Retry-After``, the retry budget), all
-        within ``total_timeout``, which also bounds the wait for every later chunk. Once a
-        chunk has been yielded nothing is retried (the function has run): a failure then
-        raises. Works on both ``http_client`` paths. The rate limit, cache, circuit breaker,
-        dead-letter queue and observers apply to ``execute_async`` only.
+        The stream goes through the same pipeline as ``execute_async`` up to its first event:
+        the rate limit and the circuit breaker admit it, and failures are retried exactly as
+        ``execute_async`` retries them (``max_retries``, backoff, ``Retry-After``, the retry
+        budget), all within ``total_timeout``, which also bounds the wait for every later
+        chunk. Once a chunk has been yielded nothing is retried (the function has run): a
+        failure then raises. Observers (health, metrics, traces) see the stream start, each
+        attempt, each retry, and its end when the last chunk arrives or it fails. Streams are
+        never cached nor dead-lettered; your own ``policies`` apply to ``execute_async`` only.
+        Works on both ``http_client`` paths.
 
         Raises:
-            ModuleSDKError: the request is invalid, the call failed for good, the function
-                failed (``error_code`` ``function_error``; the message is InvokeComplete's
+            ModuleSDKError: the request is invalid, the call was refused (``rate_limited``,
+                ``circuit_open``) or failed for good, the function failed (``error_code``
+                ``function_error``; the message is InvokeComplete's
                 ``ErrorCode: ErrorDetails``), the stream broke after its first chunk, or
                 ``total_timeout`` ran out (``deadline_exceeded``).
         """
-        from module_sdk.aws_lambda.streaming import Chunk, Complete, EventStream, open_stream
-
         started = self._clock.monotonic()
         validate_request(request)
         payload = self._build_lambda_payload(request)
         body = encode_payload(payload, "RequestResponse")
-        invocation = Invocation(
-            request=request,
-            payload=payload,
-            body=body,
-            target=self.target,
-            region=self.invoke_region,
-            invocation_type="RequestResponse",
-            started=started,
-            deadline=None if self.total_timeout is None else started + self.total_timeout,
-        )
+        invocation = self._new_invocation(request, payload, body, started, "RequestResponse")
         opened: list[tuple[EventStream, Chunk | Complete]] = []
-        tenant = self._tenant_for(request)
 
         async def attempt(current: Invocation) -> ExecuteResponse:
-            current.attempts += 1
+            call = self._begin_attempt(current)
             stream = await open_stream(
-                self._invoker,
-                InvokeCall(
-                    function_name=self.function_name,
-                    payload=current.body,
-                    qualifier=self.qualifier,
-                    log_type=self.log_type,
-                    client_context=current.client_context,
-                    tenant_id=tenant,
-                ),
+                self._invoker, dataclasses.replace(call, durable_execution_name=None)
             )
             try:
                 first: Chunk | Complete = await stream.__anext__()
@@ -546,56 +581,67 @@ class LambdaAdapter(BaseAdapter):
                 await stream.aclose()
                 raise
             current.aws_request_id = stream.request_id
+            current.executed_version = stream.executed_version
             current.status_code = stream.status_code
+            if isinstance(first, Complete) and first.error_code:  # failed before any chunk
+                await stream.aclose()
+                self._record_log_tail(current, first.log_result)
+                raise _function_error(first)
             opened.append((stream, first))
             return ExecuteResponse(success=True)
 
-        await self._retry(invocation, attempt)
-        stream, event = opened[-1]
-        deadline = invocation.deadline
+        self._notify("on_start", invocation)
+        response = ExecuteResponse(success=True)
         try:
-            while True:
-                if isinstance(event, Complete):
-                    if event.error_code:
-                        raise InvocationError(
-                            f"{event.error_code}: {event.error_details or ''}".rstrip(": "),
-                            error_code=ErrorCode.FUNCTION_ERROR,
-                            retryable=False,
-                            aws_code=event.error_code,
-                        )
-                    return
-                if event.payload:
-                    yield event.payload
-                try:
-                    if deadline is None:
-                        event = await stream.__anext__()
-                    else:
-                        async with self._clock.timeout_at(deadline):
-                            event = await stream.__anext__()
-                except StopAsyncIteration:
-                    raise InvocationError(
-                        "the stream ended without InvokeComplete (not retried: the function "
-                        "has run)",
-                        error_code=ErrorCode.CONNECTION,
-                        retryable=False,
-                    ) from None
-                except TimeoutError:
-                    raise PolicyRejection(
-                        f"total_timeout ran out while streaming, after "
-                        f"{self._clock.monotonic() - started:.2f}s",
-                        error_code=ErrorCode.DEADLINE_EXCEEDED,
-                    ) from None
-                except InvocationError as exc:
-                    raise InvocationError(
-                        f"the stream broke after its first chunk (not retried: the function "
-                        f"has run): {exc.message}",
-                        error_code=exc.error_code,
-                        retryable=False,
-                        status_code=exc.status_code,
-                        aws_code=exc.aws_code,
-                    ) from exc
+            await compose(self._stream_policies, attempt)(invocation)
+            stream, event = opened[-1]
+            try:
+                while isinstance(event, Chunk):
+                    if event.payload:
+                        yield event.payload
+                    event = await self._next_event(stream, invocation)
+            finally:
+                await stream.aclose()
+            self._record_log_tail(invocation, event.log_result)
+            if event.error_code:
+                raise _function_error(event)
+        except Exception as exc:
+            response = self._error_response(exc, invocation)
+            raise
+        except (asyncio.CancelledError, GeneratorExit):  # cancelled, or the reader stopped
+            response = _cancelled()
+            raise
         finally:
-            await stream.aclose()
+            self._finish(invocation, response)
+
+    async def _next_event(self, stream: EventStream, invocation: Invocation) -> Chunk | Complete:
+        """The stream's next event, within the deadline; a failure is never retried."""
+        try:
+            if invocation.deadline is None:
+                return await stream.__anext__()
+            async with self._clock.timeout_at(invocation.deadline):
+                return await stream.__anext__()
+        except StopAsyncIteration:
+            raise InvocationError(
+                "the stream ended without InvokeComplete (not retried: the function has run)",
+                error_code=ErrorCode.CONNECTION,
+                retryable=False,
+            ) from None
+        except TimeoutError:
+            raise PolicyRejection(
+                f"total_timeout ran out while streaming, after "
+                f"{self._clock.monotonic() - invocation.started:.2f}s",
+                error_code=ErrorCode.DEADLINE_EXCEEDED,
+            ) from None
+        except InvocationError as exc:
+            raise InvocationError(
+                f"the stream broke after its first chunk (not retried: the function "
+                f"has run): {exc.message}",
+                error_code=exc.error_code,
+                retryable=False,
+                status_code=exc.status_code,
+                aws_code=exc.aws_code,
+            ) from exc
 
     async def invoke_payload(
         self, payload: Mapping[str, Any], *, dead_letter: bool = False
@@ -645,21 +691,29 @@ class LambdaAdapter(BaseAdapter):
         dead_letter: bool = True,
     ) -> ExecuteResponse:
         """The pipeline for one built event (``execute_async`` and ``invoke_payload``)."""
-        invocation = Invocation(
-            request=request,
-            payload=payload,
-            body=body,
-            target=self.target,
-            region=self.invoke_region,
-            invocation_type=self.invocation_type,
-            started=started,
-            deadline=None if self.total_timeout is None else started + self.total_timeout,
-        )
+        invocation = self._new_invocation(request, payload, body, started, self.invocation_type)
         self._notify("on_start", invocation)
         try:
             response = await self._handler(invocation)
-        except ModuleSDKError as exc:
-            response = self._failure(exc, invocation)
+        except Exception as exc:
+            response = self._error_response(exc, invocation)
+        except asyncio.CancelledError:  # observers still see the call end (spans, gauges)
+            self._finish(invocation, _cancelled())
+            raise
+        if dead_letter and self._dead_letter is not None:
+            await self._dead_letter.record(invocation, response)
+        if response.success:
+            logger.info(
+                "Lambda execution successful for module '%s' (session: %s)",
+                self.module_name,
+                invocation.session_id,
+            )
+        self._finish(invocation, response)
+        return response
+
+    def _error_response(self, exc: Exception, invocation: Invocation) -> ExecuteResponse:
+        """Log a call's failure; the failed response observers and callers see."""
+        if isinstance(exc, ModuleSDKError):
             logger.error(
                 "Lambda invocation error: %s (error_code=%s, attempt %d/%d, session: %s)",
                 exc.message,
@@ -668,31 +722,17 @@ class LambdaAdapter(BaseAdapter):
                 self.max_retries + 1,
                 invocation.session_id,
             )
-        except Exception as exc:
-            logger.exception("unexpected error invoking Lambda (session: %s)", request.session_id)
-            response = self._failure(
-                ModuleSDKError(f"unexpected error: {type(exc).__name__}: {exc}"), invocation
-            )
-        except asyncio.CancelledError:  # observers still see the call end (spans, gauges)
-            cancelled = ExecuteResponse(
-                success=False,
-                error="the call was cancelled",
-                error_code=ErrorCode.CANCELLED.value,
-                diagnostics=self._diagnostics(invocation),
-            )
-            self._notify("on_finish", invocation, cancelled, self._clock.monotonic() - started)
-            raise
-        if dead_letter and self._dead_letter is not None:
-            await self._dead_letter.record(invocation, response)
+            return self._failure(exc, invocation)
+        logger.exception("unexpected error invoking Lambda (session: %s)", invocation.session_id)
+        return self._failure(
+            ModuleSDKError(f"unexpected error: {type(exc).__name__}: {exc}"), invocation
+        )
+
+    def _finish(self, invocation: Invocation, response: ExecuteResponse) -> None:
+        """Attach the diagnostics and tell the observers the call ended."""
         response.diagnostics = self._diagnostics(invocation)
-        if response.success:
-            logger.info(
-                "Lambda execution successful for module '%s' (session: %s)",
-                self.module_name,
-                invocation.session_id,
-            )
-        self._notify("on_finish", invocation, response, self._clock.monotonic() - started)
-        return response
+        duration = self._clock.monotonic() - invocation.started
+        self._notify("on_finish", invocation, response, duration)
 
     async def credentials_missing(self) -> bool:
         """True when calls would go to AWS (not a loopback endpoint) and the credential chain
