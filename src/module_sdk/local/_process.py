@@ -67,8 +67,13 @@ async def spawn(
 def kill_group(proc: asyncio.subprocess.Process) -> None:
     """SIGKILL the process and every process of its session (started with :func:`spawn`)."""
     if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
+        try:
             os.killpg(proc.pid, signal.SIGKILL)
+            # Not proc.kill() as well: Popen.send_signal() polls first, and reaping the
+            # process there steals its exit status from asyncio's child watcher.
+            return
+        except (ProcessLookupError, PermissionError):
+            pass
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         return
