@@ -26,6 +26,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from module_sdk.server._protection import raise_open_files_limit
+
 __all__ = ["run_workers"]
 
 logger = logging.getLogger(__name__)
@@ -87,6 +89,7 @@ def run_workers(
     """
     if not hasattr(socket, "SO_REUSEPORT"):  # pragma: no cover - Linux and the BSDs have it
         raise OSError("--workers needs SO_REUSEPORT, which this platform lacks")
+    raise_open_files_limit()  # the workers inherit it: a flood meets max_connections first
     holder = _hold_port(host, port)
     port = holder.getsockname()[1]
     context = multiprocessing.get_context("spawn")
