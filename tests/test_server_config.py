@@ -246,6 +246,29 @@ def test_a_missing_file_says_so(tmp_path: Path) -> None:
             config(modules=[{"name": "dice", "adapter": "x"}]),
             "modules[0].adapter = 'x' is invalid: use a table",
         ),
+        (
+            config(modules=[{"name": "dice", "read_timeout": "soon"}]),
+            "modules[0].read_timeout = 'soon' is invalid: use a finite number > 0, or \"auto\"",
+        ),
+        (
+            config(aws={"region": "us-east-1", "retry_on_timeout": "no"}),
+            "aws.retry_on_timeout = 'no' is invalid: use true or false",
+        ),
+        (
+            config(modules=[{"name": "dice", "invocation_type": "Sync"}]),
+            "modules[0].invocation_type = 'Sync' is invalid: use one of RequestResponse, Event",
+        ),
+        (
+            config(aws={"region": "us-east-1", "aws_access_key_id": "AKIDEXAMPLE"}),
+            "aws: aws_access_key_id and aws_secret_access_key must be given together",
+        ),
+        (
+            config(
+                aws={"region": "us-east-1", "max_connections": 0},
+                modules=[{"name": "dice", "max_connections": 8}],
+            ),
+            "aws.max_connections = 0 is invalid: use an integer >= 1",
+        ),
     ],
     ids=[
         "typo-suggestion",
@@ -272,6 +295,11 @@ def test_a_missing_file_says_so(tmp_path: Path) -> None:
         "managed-adapter-kwarg",
         "object-adapter-kwarg",
         "adapter-not-table",
+        "module-setting",
+        "not-a-bool",
+        "not-an-invocation-type",
+        "credentials-go-together",
+        "aws-value-overridden-everywhere",
     ],
 )
 def test_invalid_values_name_the_key(data: dict[str, Any], expected: str) -> None:

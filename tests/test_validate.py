@@ -7,7 +7,7 @@ import math
 import pytest
 
 from module_sdk import ConfigurationError
-from module_sdk._validate import integer, number, optional_text
+from module_sdk._validate import boolean, integer, number, optional_text
 from module_sdk.adapters.health import HealthWindow
 from module_sdk.adapters.settings import LambdaSettings
 from module_sdk.testing import FakeClock
@@ -73,3 +73,13 @@ def test_lambda_settings_are_frozen_normalized_and_keep_credentials_out_of_repr(
         settings.read_timeout = 1.0  # type: ignore[misc]
     with pytest.raises(ConfigurationError, match="invocation_type='Async' is invalid"):
         LambdaSettings(invocation_type="Async")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [0, 1, "true", None])
+def test_a_boolean_is_true_or_false(bad: object) -> None:
+    """A yes/no setting is a bool: no truthy stand-ins, in the settings object too."""
+    assert boolean("flag", False) is False
+    with pytest.raises(ConfigurationError, match=r"^flag=.* is invalid: use True or False$"):
+        boolean("flag", bad)
+    with pytest.raises(ConfigurationError, match=r"^retry_on_timeout=.* is invalid"):
+        LambdaSettings(retry_on_timeout=bad)  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ import math
 
 from module_sdk.errors import ConfigurationError
 
-__all__ = ["integer", "number", "optional_text", "setting"]
+__all__ = ["boolean", "integer", "number", "optional_text", "setting"]
 
 
 def setting(name: str, value: object, owner: str | None = None) -> str:
@@ -95,3 +95,10 @@ def optional_text(name: str, value: object, *, owner: str | None = None) -> str 
     where = name if owner is None else f"{owner}({name}=...)"
     # The value is not shown: it may be a credential.
     raise ConfigurationError(f"{where} is invalid: use a non-empty string or None")
+
+
+def boolean(name: str, value: object, *, owner: str | None = None) -> bool:
+    """``value`` if it is True or False (not 0, 1 or a string)."""
+    if isinstance(value, bool):
+        return value
+    raise ConfigurationError(f"{setting(name, value, owner)} is invalid: use True or False")

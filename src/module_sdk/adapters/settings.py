@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from module_sdk._validate import integer, number, optional_text
+from module_sdk._validate import boolean, integer, number, optional_text
 from module_sdk.aws_lambda.api import LOG_TYPES, InvocationType, LogType, invocation_type
 from module_sdk.aws_lambda.clients import DEFAULT_MAX_CONNECTIONS
 from module_sdk.errors import ConfigurationError
@@ -55,7 +55,7 @@ class LambdaSettings:
             object.__setattr__(self, name, number(name, getattr(self, name)))
         if self.total_timeout is not None:
             object.__setattr__(self, "total_timeout", number("total_timeout", self.total_timeout))
-        object.__setattr__(self, "retry_on_timeout", bool(self.retry_on_timeout))
+        boolean("retry_on_timeout", self.retry_on_timeout)
         integer("max_connections", self.max_connections, minimum=1)
         url = self.endpoint_url
         if url is not None and (

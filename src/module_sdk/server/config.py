@@ -1,10 +1,13 @@
 """The module server's configuration: TOML, validated at start, overridden by the environment.
 
 Every error names the file, the key and the problem (``modules.toml: modules[1].commands: ...``).
-The loader is a table of keys (:data:`SERVER_KEYS`, :data:`AWS_KEYS`, :data:`MODULE_KEYS`) with a
-type check each; values that only :class:`~module_sdk.adapters.LambdaAdapter` understands travel
-through ``[aws.adapter]`` / ``[modules.adapter]`` tables as keyword arguments, so a new adapter
-option is configurable without touching this module (the adapter's own error names the problem).
+The loader is a table of keys (:data:`SERVER_KEYS`, :data:`AWS_KEYS`, :data:`MODULE_KEYS`).
+The adapter's call settings (timeouts, retries, credentials, ...) are checked by building its
+frozen :class:`~module_sdk.adapters.settings.LambdaSettings`, the one place they are validated;
+the error then names the table and key they came from. The server's own keys have a check each.
+Values that only :class:`~module_sdk.adapters.LambdaAdapter` understands travel through
+``[aws.adapter]`` / ``[modules.adapter]`` tables as keyword arguments, so a new adapter option is
+configurable without touching this module (the adapter's own error names the problem).
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ import inspect
 import logging
 import math
 import os
+import re
 import tomllib
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -30,6 +34,7 @@ from module_sdk.adapters.lambda_adapter import (
     LOG_TYPES,
     LambdaAdapter,
 )
+from module_sdk.adapters.settings import LambdaSettings
 from module_sdk.errors import ConfigurationError, ErrorCode, ServerConfigError
 from module_sdk.resilience.breaker import CircuitBreakerConfig
 from module_sdk.resilience.cache import ResponseCacheConfig
@@ -107,12 +112,6 @@ def _positive(value: Any) -> str | None:
     return None if _is_number(value) and value > 0 else "use a number > 0"
 
 
-def _seconds_or_auto(value: Any) -> str | None:
-    if value == "auto" or (_is_number(value) and value > 0):
-        return None
-    return 'use a number > 0, or "auto" (the function\'s configured timeout plus a margin)'
-
-
 def _non_negative(value: Any) -> str | None:
     return None if _is_number(value) and value >= 0 else "use a number >= 0"
 
@@ -129,11 +128,6 @@ def _int_range(low: int, high: int | None = None) -> Check:
 
 def _boolean(value: Any) -> str | None:
     return None if isinstance(value, bool) else "use true or false"
-
-
-def _url(value: Any) -> str | None:
-    ok = isinstance(value, str) and value.startswith(("http://", "https://"))
-    return None if ok else "use an http:// or https:// URL"
 
 
 def _string_list(value: Any) -> str | None:
@@ -166,11 +160,19 @@ def _table(value: Any) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Key:
-    """One configuration key: its check, the LambdaAdapter parameter it feeds, its meaning."""
+    """One configuration key: its check, the LambdaAdapter parameter it feeds, its meaning.
 
-    check: Check
+    ``check`` is None for the adapter's call settings: :class:`LambdaSettings` checks those.
+    """
+
+    check: Check | None
     help: str
     adapter_param: str | None = None
+
+
+def _setting(help: str, field_name: str) -> Key:
+    """A key holding one of :class:`LambdaSettings`' fields (validated by building it)."""
+    return Key(None, help, field_name)
 
 
 SERVER_KEYS: Mapping[str, Key] = MappingProxyType(
@@ -237,28 +239,24 @@ AWS_KEYS: Mapping[str, Key] = MappingProxyType(
     {
         "region": Key(_string, "AWS region of the functions", "region"),
         "function_prefix": Key(_string_or_empty, "glued to bare function names", "function_prefix"),
-        "endpoint_url": Key(_url, "another Lambda API endpoint", "endpoint_url"),
-        "invocation_type": Key(
-            _one_of(*INVOCATION_TYPES), "RequestResponse, Event or DryRun", "invocation_type"
-        ),
-        "connect_timeout": Key(_positive, "seconds per connection attempt", "connect_timeout"),
-        "read_timeout": Key(
-            _seconds_or_auto, 'seconds to wait for the function, or "auto"', "read_timeout"
-        ),
-        "total_timeout": Key(_positive, "overall deadline of one request", "total_timeout"),
-        "max_retries": Key(_int_range(0, 100), "retries after the first attempt", "max_retries"),
-        "initial_retry_delay": Key(_positive, "first backoff cap (seconds)", "initial_retry_delay"),
-        "max_retry_delay": Key(_positive, "largest backoff cap (seconds)", "max_retry_delay"),
-        "retry_on_timeout": Key(_boolean, "retry after a read timeout", "retry_on_timeout"),
-        "max_connections": Key(_int_range(1), "HTTP connection pool size", "max_connections"),
-        "log_type": Key(_one_of(*LOG_TYPES), "'Tail' to receive the log tail", "log_type"),
+        "endpoint_url": _setting("another Lambda API endpoint", "endpoint_url"),
+        "invocation_type": _setting("RequestResponse, Event or DryRun", "invocation_type"),
+        "connect_timeout": _setting("seconds per connection attempt", "connect_timeout"),
+        "read_timeout": _setting('seconds to wait for the function, or "auto"', "read_timeout"),
+        "total_timeout": _setting("overall deadline of one request", "total_timeout"),
+        "max_retries": _setting("retries after the first attempt", "max_retries"),
+        "initial_retry_delay": _setting("first backoff cap (seconds)", "initial_retry_delay"),
+        "max_retry_delay": _setting("largest backoff cap (seconds)", "max_retry_delay"),
+        "retry_on_timeout": _setting("retry after a read timeout", "retry_on_timeout"),
+        "max_connections": _setting("HTTP connection pool size", "max_connections"),
+        "log_type": _setting("'Tail' to receive the log tail", "log_type"),
         "http_client": Key(
             _one_of(*HTTP_CLIENTS), "'lean' (default) or 'aiobotocore'", "http_client"
         ),
-        "profile": Key(_string, "AWS shared-config profile", "profile_name"),
-        "aws_access_key_id": Key(_string, "prefer the environment", "aws_access_key_id"),
-        "aws_secret_access_key": Key(_string, "prefer the environment", "aws_secret_access_key"),
-        "aws_session_token": Key(_string, "prefer the environment", "aws_session_token"),
+        "profile": _setting("AWS shared-config profile", "profile_name"),
+        "aws_access_key_id": _setting("prefer the environment", "aws_access_key_id"),
+        "aws_secret_access_key": _setting("prefer the environment", "aws_secret_access_key"),
+        "aws_session_token": _setting("prefer the environment", "aws_session_token"),
         "adapter": Key(_table, "extra LambdaAdapter keyword arguments"),
     }
 )
@@ -456,7 +454,7 @@ def _check_table(
         spec = known.get(key)
         if spec is None:
             raise _unknown(f"{source}: {prefix}", key, known)
-        problem = spec.check(value)
+        problem = None if spec.check is None else spec.check(value)
         if problem is not None:
             shown = "<hidden>" if key in _SECRET_KEYS else repr(value)
             raise ServerConfigError(f"{source}: {prefix}{key} = {shown} is invalid: {problem}")
@@ -514,6 +512,48 @@ def _adapter_kwargs(
         kwargs[param] = value
     kwargs.update(adapter)
     return kwargs
+
+
+_SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(LambdaSettings))
+_AUTO = 'or "auto" (the function\'s configured timeout plus a margin)'
+
+
+def _lambda_settings(
+    source: str,
+    where: str,
+    layers: Sequence[tuple[str, Mapping[str, Any]]],
+    defaults: Mapping[str, Any] | None = None,
+) -> LambdaSettings:
+    """Build the adapter's settings from ``layers`` (table prefix, table), later ones winning.
+
+    LambdaSettings is where every call setting is checked; its error is given back naming the
+    file, the table and the key the bad value came from.
+    """
+    given: dict[str, Any] = dict(defaults or {})
+    origin: dict[str, tuple[str, Any]] = {}
+    for prefix, table in layers:
+        for key, value in table.items():
+            spec = MODULE_KEYS.get(key)
+            name = None if spec is None else spec.adapter_param
+            if name not in _SETTINGS_FIELDS or (name == "read_timeout" and value == "auto"):
+                continue
+            given[name] = value
+            origin[name] = (f"{prefix}{key}", value)
+    try:
+        return LambdaSettings(**given)
+    except ConfigurationError as exc:
+        message = exc.message
+        head, invalid, problem = message.partition(" is invalid: ")
+        field_name = re.match(r"\w+", head)
+        found = origin.get(field_name.group() if field_name else "")
+        if found is None or not invalid:  # two keys that go together, or a computed default
+            raise ServerConfigError(f"{source}: {where}: {message}") from None
+        key, value = found
+        shown = "<hidden>" if key.rpartition(".")[2] in _SECRET_KEYS else repr(value)
+        problem = problem.replace("True or False", "true or false").removesuffix(" or None")
+        if field_name is not None and field_name.group() == "read_timeout":
+            problem += f", {_AUTO}"
+        raise ServerConfigError(f"{source}: {key} = {shown} is invalid: {problem}") from None
 
 
 def deadline_margin(router_timeout: float) -> float:
@@ -591,6 +631,7 @@ def parse_config(
     _env_overrides(env, aws)
     _check_table(source, "aws.", aws, AWS_KEYS)  # the environment's values too
     aws_adapter = aws.pop("adapter", {})
+    _lambda_settings(source, "aws", [("aws.", aws)])  # even if every module overrides them
     _check_adapter_table(source, "aws.", aws_adapter)
     aws_adapter = _convert_adapter_table(f"{source}: aws.", aws_adapter)
 
@@ -651,6 +692,15 @@ def parse_config(
             name, entry.get("function", name), settings, {**aws_adapter, **adapter_table}
         )
         kwargs.setdefault("total_timeout", default_deadline(router_timeout))
+        settings = _lambda_settings(
+            source,
+            where,
+            [("aws.", aws), (prefix, entry)],
+            {"total_timeout": kwargs["total_timeout"]},
+        )
+        for param in _SETTINGS_FIELDS & kwargs.keys():
+            if kwargs[param] != "auto":
+                kwargs[param] = getattr(settings, param)  # as validated: floats for seconds
         spec = ModuleSpec(
             name=name,
             commands=module_commands,
@@ -658,7 +708,9 @@ def parse_config(
             adapter_kwargs=MappingProxyType(kwargs),
             where=where,
         )
-        build_adapter(spec)  # validate now: the constructor makes no network call
+        # What only the adapter judges (the function name, the region, [*.adapter] options)
+        # fails here too, at start: the constructor makes no network call.
+        build_adapter(spec)
         specs.append(spec)
 
     busy = server.get("busy_error_codes", DEFAULT_BUSY_ERROR_CODES)
