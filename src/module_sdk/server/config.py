@@ -30,8 +30,6 @@ from typing import Any
 from module_sdk._module import MODULE_NAME_PATTERN
 from module_sdk.adapters.lambda_adapter import (
     HTTP_CLIENTS,
-    INVOCATION_TYPES,
-    LOG_TYPES,
     LambdaAdapter,
 )
 from module_sdk.adapters.settings import LambdaSettings
