@@ -681,16 +681,16 @@ def parse_config(
                 f'{source}: aws.region is missing: set [aws] region = "us-east-1" (or the '
                 f"AWS_REGION environment variable), or region in {prefix[:-1]}"
             )
-        settings = dict(aws)
-        settings.update({k: v for k, v in entry.items() if k != "adapter"})
+        values = dict(aws)
+        values.update({k: v for k, v in entry.items() if k != "adapter"})
         adapter_table = entry.get("adapter", {})
         _check_adapter_table(source, prefix, adapter_table)
         adapter_table = _convert_adapter_table(f"{source}: {prefix}", adapter_table)
         kwargs = _adapter_kwargs(
-            name, entry.get("function", name), settings, {**aws_adapter, **adapter_table}
+            name, entry.get("function", name), values, {**aws_adapter, **adapter_table}
         )
         kwargs.setdefault("total_timeout", default_deadline(router_timeout))
-        settings = _lambda_settings(
+        call_settings = _lambda_settings(
             source,
             where,
             [("aws.", aws), (prefix, entry)],
@@ -698,7 +698,7 @@ def parse_config(
         )
         for param in _SETTINGS_FIELDS & kwargs.keys():
             if kwargs[param] != "auto":
-                kwargs[param] = getattr(settings, param)  # as validated: floats for seconds
+                kwargs[param] = getattr(call_settings, param)  # as validated: floats for seconds
         spec = ModuleSpec(
             name=name,
             commands=module_commands,
