@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The demo needs the package alone, not the development tools.
+DEMO_STAMP := $(VENV)/.installed-demo
 
 .PHONY: node-ric demo test lint typecheck unit bench clean redis-server bench-policies soak chaos
 
@@ -14,7 +16,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(BIN)/waddlebot-lambda demo
 
 lint: $(STAMP)
@@ -29,9 +35,16 @@ typecheck: $(STAMP)
 unit: $(STAMP) redis-server
 	$(BIN)/pytest -q
 
-# The shared-state tests start a real redis-server (Debian's package) on a free port.
+# The shared-state tests start a real redis-server (Debian's package) on a free port. As root
+# (CI) a missing one is installed; otherwise those tests are skipped and say how to get them.
 redis-server:
-	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+	@command -v redis-server >/dev/null || \
+	if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && apt-get install -y -qq redis-server; \
+	else \
+		echo "redis-server is missing and installing it needs root: the Redis tests will be" \
+			"skipped (sudo apt-get install redis-server to run them)"; \
+	fi
 
 test: lint typecheck unit
 

@@ -13,6 +13,7 @@ import pytest
 from module_sdk.resilience.breaker import PROCESS_BREAKERS
 from module_sdk.testing import RedisServer, ScriptedLambdaServer
 from moto_support import FAKE_KEY_ID, FAKE_SECRET, MotoLambda
+from redis_support import require_redis_server
 
 __all__ = ["FAKE_KEY_ID", "FAKE_SECRET", "MotoLambda"]
 
@@ -117,6 +118,7 @@ async def scripted() -> AsyncIterator[ScriptedLambdaServer]:
 def redis_server() -> Iterator[RedisServer]:
     """A real redis-server on 127.0.0.1 and a free port, in a temporary directory (tests
     sharing it use key prefixes of their own)."""
+    require_redis_server()
     with RedisServer() as server:
         yield server
 

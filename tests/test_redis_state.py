@@ -369,3 +369,21 @@ def test_adapter_refuses_a_state_that_is_not_a_backend() -> None:
             circuit_breaker=True,
             state="redis://127.0.0.1:6379",  # type: ignore[arg-type]
         )
+
+
+@pytest.mark.parametrize("is_root", [False, True])
+def test_missing_redis_server_skips_only_where_it_cannot_be_installed(
+    is_root: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No redis-server: a user without root gets a skip that says how to get the tests;
+    root (CI, where make test installs it) gets a failure, never a silent skip."""
+    from redis_support import MISSING, require_redis_server
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing on it
+    if is_root:
+        with pytest.raises(pytest.fail.Exception, match="make test` installs it"):
+            require_redis_server(is_root=True)
+    else:
+        with pytest.raises(pytest.skip.Exception, match="sudo apt-get install redis-server"):
+            require_redis_server(is_root=False)
+        assert "skipped" in MISSING

@@ -46,7 +46,9 @@ def register(subparsers: Any) -> None:
 
 
 def find_examples(explicit: str | None = None) -> Path:
-    """The example functions directory (``--functions``, the source tree, or ./examples)."""
+    """The example functions directory: ``--functions``, else the ones installed with the
+    package (``module_sdk/_examples``, the same files as ``examples/functions``), else
+    ./examples/functions."""
     from module_sdk.cli import CommandError
 
     if explicit is not None:
@@ -55,15 +57,15 @@ def find_examples(explicit: str | None = None) -> Path:
             raise CommandError(f"--functions {explicit}: no such directory")
         return path
     candidates = [
-        Path(__file__).resolve().parents[3] / "examples" / "functions",
+        Path(__file__).resolve().parents[1] / "_examples",
         Path.cwd() / "examples" / "functions",
     ]
     for path in candidates:
         if (path / "functions.toml").is_file():
             return path
     raise CommandError(
-        "the example functions were not found: run the demo from the project directory "
-        "(make demo) or pass --functions DIR"
+        "the example functions were not found (module_sdk/_examples is missing from this "
+        "installation): pass --functions DIR, or reinstall waddlebot-module-sdk"
     )
 
 
