@@ -293,6 +293,12 @@ class Environment:
             await self.proc.wait()
         if self.proc.stdin is not None:
             self.proc.stdin.close()
+        # wait() returns at the exit; the transport closes when the output pipe reports its
+        # end too (a loop turn or more later), and is left open if nobody waits for that.
+        if self.proc.stdout is not None:
+            with contextlib.suppress(RuntimeError, TimeoutError):  # a reader is still waiting
+                async with asyncio.timeout(5.0):
+                    await self.proc.stdout.read()
 
 
 class FunctionPool:
