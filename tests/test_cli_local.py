@@ -7,6 +7,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -140,6 +141,8 @@ def test_invoke_unknown_function_exits_1(
     assert status == 1
     assert "FAILED (not_found)" in captured.out
     assert "Traceback" not in captured.err
+    # Said once (the printed response), not again as the adapter's ERROR log line.
+    assert "Lambda invocation error" not in captured.err
 
 
 def test_invoke_log_tail(runtime: RuntimeThread, capsys: pytest.CaptureFixture[str]) -> None:
@@ -347,3 +350,61 @@ def test_local_reload_applies_a_saved_edit(tmp_path: Path) -> None:
             proc.wait()
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def test_invoke_shows_targets_once(
+    runtime: RuntimeThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The human output lists targets on one line, not again among the function's keys."""
+    status = main(["invoke", "greet", "--command", "!hello", "--endpoint-url", runtime.url])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert out.count("targets:") == 1, out
+
+
+def test_failure_log_names_the_attempts_made(
+    runtime: RuntimeThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failure never retried is logged "after 1 attempt(s)", not "attempt 1/4"."""
+    from module_sdk import ExecuteRequest, LambdaAdapter
+
+    adapter = LambdaAdapter("ghost", "us-east-1", "ghost", endpoint_url=runtime.url)
+    response = adapter.execute(ExecuteRequest("!boo", [], "u", "e", "c", "s", "twitch"))
+    assert response.error_code == "not_found"
+    (line,) = [
+        r.getMessage() for r in caplog.records if "Lambda invocation error" in r.getMessage()
+    ]
+    assert "after 1 attempt(s)" in line and "/4" not in line
+
+
+def test_port_in_use_names_the_address_and_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A taken port: which address, and how to choose another (not a bare [Errno 98])."""
+    (tmp_path / "echo.py").write_text("def handler(event, context):\n    return event\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status = main(["local", "--functions", str(tmp_path), "--port", str(port)])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert f"cannot listen on 127.0.0.1:{port}: the address is already in use" in err
+    assert "--port 0 picks a free one" in err and "Errno" not in err
+
+
+def test_output_into_a_closed_pipe_ends_quietly() -> None:
+    """`waddlebot-lambda demo | head -1`: no "Broken pipe" error and no traceback."""
+    script = Path(sys.executable).with_name("waddlebot-lambda")
+    proc = subprocess.Popen(
+        [str(script), "demo"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what head does after its first line
+    err = proc.stderr.read()
+    proc.stderr.close()
+    status = proc.wait(timeout=120)
+    assert first.startswith("Local Lambda runtime on ")
+    assert "Broken pipe" not in err and "Traceback" not in err and "Exception ignored" not in err
+    assert status in (0, 1)

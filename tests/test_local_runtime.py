@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -693,3 +694,29 @@ async def test_worker_cancelled_in_init_is_reaped_before_close_returns(
         await call
     await pool.aclose()
     _assert_reaped(started)
+
+
+async def test_a_file_without_handler_is_named_at_start_and_in_the_404(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A .py without handler is not a function: a warning at start-up says so, and calling
+    it answers 404 with that reason (a helper module a handler names is not warned about)."""
+    from module_sdk import ExecuteRequest, LambdaAdapter
+
+    (tmp_path / "dice.py").write_text(
+        "from shared import roll\n\ndef handler(event, context):\n    return roll()\n"
+    )
+    (tmp_path / "shared.py").write_text("def roll():\n    return {'success': True}\n")
+    (tmp_path / "functions.toml").write_text('[functions.dice2]\nhandler = "shared.roll"\n')
+    (tmp_path / "greet.py").write_text("def handle(event, context):\n    return {}\n")
+    caplog.set_level(logging.WARNING, logger="module_sdk.local")
+    runtime = LocalLambdaRuntime(tmp_path)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "greet.py was skipped: it defines no top-level handler" in warned[0]
+    async with runtime as rt:
+        request = ExecuteRequest("!hi", [], "u", "e", "c", "s", "twitch")
+        async with LambdaAdapter("greet", "us-east-1", "greet", endpoint_url=rt.url) as adapter:
+            response = await adapter.execute_async(request)
+    assert response.error_code == "not_found"
+    assert response.error is not None and "greet.py was skipped" in response.error
+    assert "def handler(event, context):" in response.error

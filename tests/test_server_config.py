@@ -456,12 +456,18 @@ def test_policy_tables_become_config_objects(tmp_path: Path) -> None:
     [
         (
             {"circuit_breaker": {"consecutive_failure": 3}},
-            "aws.adapter.circuit_breaker is invalid (CircuitBreakerConfig): ",
+            "aws.adapter.circuit_breaker is invalid (CircuitBreakerConfig): unknown key "
+            "'consecutive_failure' (did you mean 'consecutive_failures'?); the keys are ",
+        ),
+        (
+            {"rate_limit": {"rate": 1, "burst": 2, "per_user": {"rate": 1, "brust": 2}}},
+            "aws.adapter.rate_limit is invalid (RateLimit): unknown key 'brust' "
+            "(did you mean 'burst'?)",
         ),
         ({"rate_limit": {"rate": -1}}, "aws.adapter.rate_limit is invalid (RateLimit): "),
         ({"dead_letter_sync": True}, "modules[0] (dice): dead_letter_sync=True needs a sink"),
     ],
-    ids=["unknown-field", "bad-value", "adapter-refuses"],
+    ids=["unknown-field", "unknown-nested-field", "bad-value", "adapter-refuses"],
 )
 def test_policy_table_errors_name_the_key(table: dict[str, Any], expected: str) -> None:
     """A bad policy table fails at start with the policy's own message and the key."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["UNHEALTHY_AFTER", "HealthStatus"]
+__all__ = ["UNHEALTHY_AFTER", "HealthStatus", "health_summary"]
 
 UNHEALTHY_AFTER = 3
 """Consecutive failures after which ``is_healthy`` turns False."""
@@ -64,3 +65,16 @@ class HealthStatus:
             "total_failures": self.total_failures,
             "error_rate": self.error_rate,
         }
+
+
+def health_summary(status: Mapping[str, Any]) -> str:
+    """The state in words with the error rate beside it, so that ``healthy`` (which holds
+    until three failures in a row) is not read as "working" for a module failing every call:
+    ``healthy``, ``healthy, error rate 100% (2 of 2 calls failed)``, ``unhealthy, ...``."""
+    state = "healthy" if status.get("is_healthy") else "unhealthy"
+    total = int(status.get("total_requests") or 0)
+    failed = int(status.get("total_failures") or 0)
+    if not failed:
+        return state
+    rate = float(status.get("error_rate") or 0.0)
+    return f"{state}, error rate {rate:.0%} ({failed} of {total} calls failed)"

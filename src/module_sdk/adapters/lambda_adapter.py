@@ -715,12 +715,12 @@ class LambdaAdapter(BaseAdapter):
         """Log a call's failure; the failed response observers and callers see."""
         if isinstance(exc, ModuleSDKError):
             logger.error(
-                "Lambda invocation error: %s (error_code=%s, attempt %d/%d, session: %s)",
+                "Lambda invocation error: %s (error_code=%s, after %d attempt(s), session: %s)",
                 exc.message,
                 exc.error_code.value,
                 invocation.attempts,
-                self.max_retries + 1,
                 invocation.session_id,
+                extra={"call_outcome": True},  # a caller printing the outcome may drop this
             )
             return self._failure(exc, invocation)
         logger.exception("unexpected error invoking Lambda (session: %s)", invocation.session_id)

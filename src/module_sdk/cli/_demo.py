@@ -288,7 +288,9 @@ async def run_demo(directory: Path, out: Any = None) -> int:
             health_rows.append(
                 [
                     function + ("" if kind == "RequestResponse" else f" ({kind})"),
-                    "healthy" if status["is_healthy"] else "UNHEALTHY",
+                    # "healthy" holds until 3 failures in a row: the error rate beside it
+                    ("healthy" if status["is_healthy"] else "UNHEALTHY")
+                    + (f", {status['error_rate']:.0%} failed" if status["total_failures"] else ""),
                     str(status["total_requests"]),
                     str(status["total_failures"]),
                     f"{status['error_rate']:.0%}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
@@ -202,6 +203,13 @@ def _region(args: argparse.Namespace) -> str:
     raise CommandError("no AWS region: pass --region (or set AWS_REGION)")
 
 
+_SHOWN = frozenset({"success", "message", "error", "error_code", "targets"})
+
+
+def _not_the_outcome(record: logging.LogRecord) -> bool:
+    return not getattr(record, "call_outcome", False)
+
+
 def _check_endpoint(url: str | None) -> None:
     """A clear error for an endpoint that is not an http(s) URL (``127.0.0.1:3001``)."""
     from module_sdk.cli import CommandError
@@ -228,6 +236,8 @@ def format_response(function: str, response: ExecuteResponse, attempts: int | No
     if response.targets:
         lines.append("  targets: " + ", ".join(json.dumps(t) for t in response.targets))
     for key, value in (response.data or {}).items():
+        if key in _SHOWN:
+            continue  # printed above
         text = value if isinstance(value, str) else json.dumps(value, default=str)
         if len(text) > 200:
             text = text[:200] + "..."
@@ -265,8 +275,14 @@ def _run(args: argparse.Namespace) -> int:
         finally:
             await adapter.aclose()
 
+    # The failure is printed below: the adapter's ERROR line for it would say it twice.
+    adapter_logger = logging.getLogger("module_sdk.adapters.lambda_adapter")
+    adapter_logger.addFilter(_not_the_outcome)
     started = time.monotonic()
-    response = asyncio.run(call())
+    try:
+        response = asyncio.run(call())
+    finally:
+        adapter_logger.removeFilter(_not_the_outcome)
     elapsed = time.monotonic() - started
     attempts = trace.attempts.get(request.session_id)
     tail = response.diagnostics.log_tail if response.diagnostics else None

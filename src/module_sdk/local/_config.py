@@ -275,6 +275,25 @@ def _defines_handler(path: Path) -> bool:
     return False
 
 
+def skipped_files(directory: str | Path, specs: Mapping[str, FunctionSpec]) -> dict[str, str]:
+    """The ``*.py`` files of ``directory`` that are not functions, by the name a call would
+    use, with the reason: no top-level ``handler`` and not a module any function's handler
+    names (helper modules that a handler names are not listed)."""
+    root = Path(directory).resolve()
+    used = {spec.handler.rpartition(".")[0].partition(".")[0] for spec in specs.values()}
+    skipped: dict[str, str] = {}
+    for path in sorted(root.glob("*.py")):
+        if path.name.startswith("_") or path.stem in specs or path.stem in used:
+            continue
+        if not _defines_handler(path):
+            skipped[path.stem] = (
+                f"{path.name} was skipped: it defines no top-level handler; add "
+                "`def handler(event, context):` to it, or name its function in "
+                f'functions.toml ([functions.{path.stem}] handler = "{path.stem}.NAME")'
+            )
+    return skipped
+
+
 def load_functions(directory: str | Path) -> dict[str, FunctionSpec]:
     """Discover the functions of ``directory``.
 

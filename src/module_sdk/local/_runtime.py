@@ -32,7 +32,7 @@ from module_sdk.local._caller import caller_check
 from module_sdk.local._calls import AwsError as _AwsError
 from module_sdk.local._calls import Call as _Call
 from module_sdk.local._calls import check_tenant, error_fields
-from module_sdk.local._config import FunctionSpec, load_functions
+from module_sdk.local._config import FunctionSpec, load_functions, skipped_files
 from module_sdk.local._control import function_configuration, list_page
 from module_sdk.local._environments import (
     Crashed,
@@ -132,8 +132,12 @@ class LocalLambdaRuntime:
         if not re.fullmatch(r"\d{12}", account_id):
             raise ConfigurationError(f"account_id={account_id!r} is invalid: use 12 digits")
         specs: dict[str, FunctionSpec] = {}
+        self._skipped: dict[str, str] = {}
         if functions_dir is not None:
             specs.update(load_functions(functions_dir))
+            self._skipped = skipped_files(functions_dir, specs)
+            for reason in self._skipped.values():
+                logger.warning("%s (in %s)", reason, functions_dir)
         self.functions_dir = None if functions_dir is None else Path(functions_dir).resolve()
         self._in_code = {spec.name: spec for spec in functions}
         specs.update(self._in_code)
@@ -143,6 +147,8 @@ class LocalLambdaRuntime:
         self.on_reload = on_reload
         self._watcher: Watcher | None = None
         self._reload_lock = asyncio.Lock()
+        for name in self._in_code:
+            self._skipped.pop(name, None)
         self.host = host
         self.port = port
         self.region = region
@@ -414,10 +420,11 @@ class LocalLambdaRuntime:
         if pool is None or (
             qualifier is not None and qualifier != "$LATEST" and qualifier not in pool.spec.aliases
         ):
+            skipped = self._skipped.get(name) if pool is None else None
             raise _AwsError(
                 404,
                 "ResourceNotFoundException",
-                f"Function not found: {arn}",
+                f"Function not found: {arn}" + (f" ({skipped})" if skipped else ""),
                 "not_found",
                 message_key="Message",
             )

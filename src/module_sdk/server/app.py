@@ -37,6 +37,7 @@ from typing import Any, Self
 
 from aiohttp import web
 
+from module_sdk._health import health_summary
 from module_sdk._models import ExecuteRequest, ExecuteResponse
 from module_sdk.adapters.base_adapter import BaseAdapter
 from module_sdk.aws_lambda.args import split_args
@@ -873,6 +874,7 @@ class ModuleServer:
                 status["credentials"] = "missing"
             else:
                 self._no_credentials.discard(module.name)
+            status["summary"] = health_summary(status)
             modules[module.name] = status
             healthy = healthy and bool(status["is_healthy"])
         state = "draining" if self._draining else ("healthy" if healthy else "unhealthy")

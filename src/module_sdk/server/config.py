@@ -350,8 +350,15 @@ def _from_table(cls: type, table: Mapping[str, Any]) -> Any:
         hints = typing.get_type_hints(cls)
     except Exception:  # names only imported for type checkers: no conversion then
         hints = {}
+    fields = (
+        [f.name for f in dataclasses.fields(cls) if f.init] if dataclasses.is_dataclass(cls) else []
+    )
     values: dict[str, Any] = {}
     for name, value in table.items():
+        if fields and name not in fields:
+            close = difflib.get_close_matches(name, fields, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown key {name!r}{hint}; the keys are {', '.join(fields)}")
         annotation = hints.get(name)
         if isinstance(value, dict) and (nested := _dataclass_in(annotation)) is not None:
             value = _from_table(nested, value)
