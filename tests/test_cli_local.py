@@ -408,3 +408,21 @@ def test_output_into_a_closed_pipe_ends_quietly() -> None:
     assert first.startswith("Local Lambda runtime on ")
     assert "Broken pipe" not in err and "Traceback" not in err and "Exception ignored" not in err
     assert status in (0, 1)
+
+
+def test_the_documented_console_example_prints_what_the_docs_show(
+    runtime: RuntimeThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/local-runtime.md's console example: the same lines, dice aside."""
+    doc = (EXAMPLES.parent / "docs" / "local-runtime.md").read_text(encoding="utf-8")
+    block = doc.split("```console\n", 1)[1].split("```", 1)[0].splitlines()
+    shown = block[block.index(next(x for x in block if "invoke dice" in x)) + 1 :]
+    shown = shown[: next(i for i, x in enumerate(shown) if x.startswith("$ "))]
+    status = main(["invoke", "dice", "--command", "!roll", "2d6", "--endpoint-url", runtime.url])
+    printed = capsys.readouterr().out.splitlines()
+    assert status == 0
+
+    def shape(line: str) -> str:
+        return re.sub(r"\d+", "N", line)
+
+    assert [shape(x) for x in printed] == [shape(x) for x in shown]
