@@ -2,15 +2,17 @@
 
 The blocks of one document share a namespace, as a reader's session would. They run in a
 temporary folder holding ``examples`` (the repository's) and the ``modules.toml`` that
-docs/server.md shows, with ``AWS_ENDPOINT_URL_LAMBDA`` pointing at a local runtime serving
-the example functions (also as ``waddlebot-dice``, the README's prefixed name): the blocks
-written for AWS run unchanged against it. docs/write-a-module.md has its own test
-(tests/test_docs_tutorial.py), which also runs its shell steps.
+docs/server.md shows (``SERVICE_API_KEY`` in the environment, as it advises), with
+``AWS_ENDPOINT_URL_LAMBDA`` pointing at a local runtime serving the example functions (also as
+``waddlebot-dice``, the README's prefixed name): the blocks written for AWS run unchanged
+against it. docs/write-a-module.md has its own test (tests/test_docs_tutorial.py), which also
+runs its shell steps.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,6 +51,8 @@ def test_python_blocks_run_as_written(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", runtime.url)
+    # docs/server.md's modules.toml leaves the key to the environment, as it advises
+    monkeypatch.setenv("SERVICE_API_KEY", secrets.token_urlsafe(32))
     (tmp_path / "examples").symlink_to(ROOT / "examples")
     server_doc = (ROOT / "docs" / "server.md").read_text(encoding="utf-8")
     (tmp_path / "modules.toml").write_text(TOML_RE.findall(server_doc)[0], encoding="utf-8")

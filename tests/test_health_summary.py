@@ -12,7 +12,7 @@ from module_sdk.cli import main
 from module_sdk.server import ModuleServer, parse_config
 from module_sdk.testing import Reply, ScriptedLambdaServer
 
-KEY = "summary-test-key"
+KEY = "summary-test-key-0123456789abcdefghijkl"
 
 
 @pytest.mark.parametrize(
