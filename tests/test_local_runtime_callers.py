@@ -127,3 +127,25 @@ def test_the_command_line_defaults_to_a_small_concurrency_limit() -> None:
     args = parser.parse_args(["local", "--functions", "x"])
     assert args.concurrency_limit == _local.CLI_CONCURRENCY_LIMIT <= 16
     assert args.env == []
+
+
+@pytest.mark.parametrize(
+    ("option", "problem"),
+    [
+        ("NOT_SET_IN_THIS_SHELL_0451", "this shell has no NOT_SET_IN_THIS_SHELL_0451"),
+        ("=x", "use NAME"),
+    ],
+)
+def test_env_options_name_their_problem(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    option: str,
+    problem: str,
+) -> None:
+    from module_sdk.cli import main
+
+    monkeypatch.delenv("NOT_SET_IN_THIS_SHELL_0451", raising=False)
+    status = main(["local", "--functions", str(functions(tmp_path)), "--env", option])
+    assert status == 2
+    assert problem in capsys.readouterr().err
