@@ -356,12 +356,11 @@ async def test_pool_shares_one_client_and_closes_it(scripted: ScriptedLambdaServ
     results = [await first.invoke(call), await second.invoke(call)]
     assert [r.payload for r in results] == [b'{"x": 1}'] * 2
     assert pool.open_clients() == 1
-    assert first._leases and next(iter(first._leases.values())) is next(
-        iter(second._leases.values())
-    )
+    shared = await first.client()
+    assert shared is await second.client()
     await first.aclose()
     assert pool.open_clients() == 1
-    http = next(iter(second._leases.values())).http
+    http = shared.http
     await second.aclose()
     assert pool.open_clients() == 0 and http.closed
 
@@ -378,7 +377,7 @@ async def test_client_repr_shows_no_secret(scripted: ScriptedLambdaServer) -> No
     )
     invoker = LeanInvoker(settings, pool=pool)
     await invoker.invoke(InvokeCall("dice", b"{}"))
-    client = next(iter(invoker._leases.values()))
+    client = await invoker.client()
     shown = repr(client) + repr(settings) + repr(client.signer) + repr(client.endpoint)
     await invoker.aclose()
     assert "very-secret" not in shown

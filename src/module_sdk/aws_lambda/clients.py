@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 
-from module_sdk.aws_lambda.redact import install_log_redaction, without_userinfo
+from module_sdk.aws_lambda.pooling import Close, SharedClients
+from module_sdk.aws_lambda.redact import without_userinfo
 
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
@@ -73,6 +74,20 @@ class ClientSettings:
         if self.profile_name:
             return "profile-" + hashlib.sha256(self.profile_name.encode()).hexdigest()[:12]
         return "default"
+
+    async def credential_arguments(
+        self, session: AioSession, *, said: set[str] | None = None
+    ) -> dict[str, str | None]:
+        """:func:`credential_arguments` for these settings."""
+        return await credential_arguments(
+            session,
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.aws_access_key_id,
+            aws_secret_access_key=self.aws_secret_access_key,
+            aws_session_token=self.aws_session_token,
+            service=self.service,
+            said=said,
+        )
 
     def config(self) -> AioConfig:
         """The botocore config: our timeouts, a big pool, and botocore's retries switched off."""
@@ -191,32 +206,16 @@ def _shared_loader(session: AioSession) -> Any:
     return _LOADER
 
 
-class _Entry:
-    __slots__ = ("client", "context", "ready", "refs")
-
-    def __init__(self, ready: asyncio.Future[Any]) -> None:
-        self.ready = ready
-        self.refs = 0
-        self.client: Any = None
-        self.context: Any = None
-
-
-class ClientPool:
+class ClientPool(SharedClients[ClientSettings, Any]):
     """Reference-counted cache of AWS clients (Lambda, and SQS for the dead-letter sink), per
     event loop and :class:`ClientSettings`."""
 
     def __init__(self) -> None:
-        self._entries: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[ClientSettings, _Entry]
-        ] = weakref.WeakKeyDictionary()
+        super().__init__()
         self._sessions: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[str | None, AioSession]
         ] = weakref.WeakKeyDictionary()
         self._stand_in_said: set[str] = set()
-
-    def open_clients(self) -> int:
-        """How many clients are open (all loops); for tests and diagnostics."""
-        return sum(1 for per_loop in self._entries.values() for e in per_loop.values() if e.client)
 
     def _session(self, loop: asyncio.AbstractEventLoop, profile: str | None) -> AioSession:
         per_loop = self._sessions.setdefault(loop, {})
@@ -229,65 +228,24 @@ class ClientPool:
             per_loop[profile] = session
         return session
 
-    async def acquire(self, settings: ClientSettings) -> Any:
-        """Return the shared client for ``settings`` on the running loop (creating it once)."""
-        loop = asyncio.get_running_loop()
-        per_loop = self._entries.setdefault(loop, {})
-        entry = per_loop.get(settings)
-        if entry is None:
-            install_log_redaction()  # botocore logs signed requests at DEBUG
-            entry = _Entry(loop.create_future())
-            per_loop[settings] = entry
-            entry.refs += 1
-            try:
-                session = self._session(loop, settings.profile_name)
-                credentials = await credential_arguments(
-                    session,
-                    endpoint_url=settings.endpoint_url,
-                    aws_access_key_id=settings.aws_access_key_id,
-                    aws_secret_access_key=settings.aws_secret_access_key,
-                    aws_session_token=settings.aws_session_token,
-                    service=settings.service,
-                    said=self._stand_in_said,
-                )
-                context = session.create_client(
-                    settings.service,
-                    region_name=settings.region,
-                    endpoint_url=settings.endpoint_url,
-                    config=settings.config(),
-                    **credentials,
-                )
-                client = await context.__aenter__()
-            except BaseException as exc:
-                per_loop.pop(settings, None)
-                entry.ready.set_exception(exc)
-                entry.ready.exception()  # mark retrieved: waiters get it re-raised below
-                raise
-            entry.client, entry.context = client, context
-            entry.ready.set_result(client)
-            logger.debug("created %s client %r", settings.service, settings)
-            return client
-        entry.refs += 1
-        try:
-            return await asyncio.shield(entry.ready)
-        except BaseException:
-            entry.refs -= 1
-            raise
+    async def _open(self, settings: ClientSettings) -> tuple[Any, Close]:
+        session = self._session(asyncio.get_running_loop(), settings.profile_name)
+        credentials = await settings.credential_arguments(session, said=self._stand_in_said)
+        context = session.create_client(
+            settings.service,
+            region_name=settings.region,
+            endpoint_url=settings.endpoint_url,
+            config=settings.config(),
+            **credentials,
+        )
+        client = await context.__aenter__()
+        logger.debug("created %s client %r", settings.service, settings)
 
-    async def release(self, settings: ClientSettings) -> None:
-        """Drop one reference; the last one closes the client."""
-        loop = asyncio.get_running_loop()
-        per_loop = self._entries.get(loop, {})
-        entry = per_loop.get(settings)
-        if entry is None:
-            return
-        entry.refs -= 1
-        if entry.refs > 0:
-            return
-        per_loop.pop(settings, None)
-        if entry.context is not None:
-            await entry.context.__aexit__(None, None, None)
+        async def close() -> None:
+            await context.__aexit__(None, None, None)
             logger.debug("closed %s client %r", settings.service, settings)
+
+        return client, close
 
 
 default_pool = ClientPool()

@@ -14,7 +14,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
@@ -119,7 +118,7 @@ async def read_configured_timeout(
     from module_sdk.aws_lambda.lean_invoker import LeanInvoker
 
     if isinstance(invoker, AioBotocoreInvoker):
-        client = await invoker._client()
+        client = await invoker.client()
         params: dict[str, Any] = {"FunctionName": function_name}
         if qualifier:
             params["Qualifier"] = qualifier
@@ -133,27 +132,13 @@ async def read_configured_timeout(
 async def _lean_read(invoker: Any, function_name: str, qualifier: str | None) -> float | None:
     from yarl import URL
 
-    from module_sdk.aws_lambda.lean_client import USER_AGENT
     from module_sdk.aws_lambda.lean_invoker import _client_error
 
-    client = await invoker._client()
-    credentials = await client.credentials()
+    client = await invoker.client()
     path = f"/2015-03-31/functions/{quote(function_name, safe='-_.~')}/configuration"
     query = f"Qualifier={quote(qualifier, safe='-_.~')}" if qualifier else ""
-    headers = {"User-Agent": USER_AGENT}
-    headers.update(
-        client.signer.sign(
-            "GET",
-            client.host,
-            client.path_prefix + path,
-            query,
-            headers,
-            hashlib.sha256(b"").hexdigest(),
-            credentials,
-            time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
-        )
-    )
-    url = client.endpoint.url + path + (f"?{query}" if query else "")
+    headers = await client.sign("GET", path, query, {}, hashlib.sha256(b"").hexdigest())
+    url = client.url(path, query)
     async with client.http.get(
         URL(url, encoded=True),
         headers=headers,

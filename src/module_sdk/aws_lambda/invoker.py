@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from module_sdk.aws_lambda.api import RESPONSE_LIMIT, InvocationType
 from module_sdk.aws_lambda.classify import classify_exception
 from module_sdk.aws_lambda.clients import ClientPool, ClientSettings
+from module_sdk.aws_lambda.pooling import Lease
 from module_sdk.errors import ConfigurationError, InvocationError
 
 __all__ = [
@@ -22,6 +24,8 @@ __all__ = [
     "InvocationResult",
     "InvokeCall",
     "Invoker",
+    "invoke_params",
+    "read_capped",
 ]
 
 MAX_RESPONSE_BYTES = RESPONSE_LIMIT + 1024
@@ -74,18 +78,43 @@ class Invoker(Protocol):
         ...
 
 
-async def _read_body(stream: Any, limit: int = MAX_RESPONSE_BYTES) -> tuple[bytes, bool]:
-    """Read a StreamingBody without blocking the loop, at most ``limit`` bytes."""
+async def read_capped(
+    read: Callable[[int], Awaitable[bytes]], limit: int = MAX_RESPONSE_BYTES
+) -> tuple[bytes, bool]:
+    """Read a body through ``read(n)`` without blocking the loop: at most ``limit`` bytes,
+    and whether more was left unread."""
     chunks: list[bytes] = []
     size = 0
-    async with stream as body:
-        while size < limit:
-            chunk = await body.read(min(65536, limit - size))
-            if not chunk:
-                return b"".join(chunks), False
-            chunks.append(chunk)
-            size += len(chunk)
-        return b"".join(chunks), bool(await body.read(1))
+    while size < limit:
+        chunk = await read(min(65536, limit - size))
+        if not chunk:
+            return b"".join(chunks), False
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks), bool(await read(1))
+
+
+def invoke_params(call: InvokeCall) -> dict[str, Any]:
+    """botocore's parameters for ``call`` (``invoke`` and ``invoke_with_response_stream``)."""
+    params: dict[str, Any] = {
+        "FunctionName": call.function_name,
+        "InvocationType": call.invocation_type,
+        "LogType": call.log_type,
+        # aiohttp warns (an error under -W error) that a big raw-bytes body may block the
+        # loop; a BytesIO is written in chunks. A fresh one per attempt: retries resend it.
+        "Payload": (
+            io.BytesIO(call.payload) if len(call.payload) > _STREAM_BODY_OVER else call.payload
+        ),
+    }
+    if call.qualifier:
+        params["Qualifier"] = call.qualifier
+    if call.client_context:
+        params["ClientContext"] = call.client_context
+    if call.tenant_id:
+        params["TenantId"] = call.tenant_id
+    if call.durable_execution_name:
+        params["DurableExecutionName"] = call.durable_execution_name
+    return params
 
 
 class AioBotocoreInvoker:
@@ -107,65 +136,28 @@ class AioBotocoreInvoker:
         from module_sdk.aws_lambda.clients import default_pool
 
         self._settings = settings
-        self._pool = pool or default_pool
         self._own_client = client
-        self._leases: dict[asyncio.AbstractEventLoop, Any] = {}
-        self._acquiring: dict[asyncio.AbstractEventLoop, asyncio.Future[Any]] = {}
+        self._lease = None if settings is None else Lease(pool or default_pool, settings)
 
     @property
     def settings(self) -> ClientSettings | None:
         """The client settings (None for an injected client)."""
         return self._settings
 
-    async def _client(self) -> Any:
-        if self._own_client is not None:
+    async def client(self) -> Any:
+        """The aiobotocore client: the injected one, or the pooled one on the running loop
+        (acquired on first use)."""
+        if self._lease is None:
             return self._own_client
-        assert self._settings is not None
-        loop = asyncio.get_running_loop()
-        client = self._leases.get(loop)
-        if client is not None:
-            return client
-        pending = self._acquiring.get(loop)
-        if pending is None:
-            pending = loop.create_future()
-            self._acquiring[loop] = pending
-            try:
-                client = await self._pool.acquire(self._settings)
-            except BaseException as exc:
-                del self._acquiring[loop]
-                pending.set_exception(exc)
-                pending.exception()
-                raise
-            self._leases[loop] = client
-            del self._acquiring[loop]
-            pending.set_result(client)
-            return client
-        return await asyncio.shield(pending)
+        return await self._lease.get()
 
     async def invoke(self, call: InvokeCall) -> InvocationResult:
         """Invoke once; botocore does not retry (``total_max_attempts=1``)."""
-        params: dict[str, Any] = {
-            "FunctionName": call.function_name,
-            "InvocationType": call.invocation_type,
-            "LogType": call.log_type,
-            # aiohttp warns (an error under -W error) that a big raw-bytes body may block the
-            # loop; a BytesIO is written in chunks. A fresh one per attempt: retries resend it.
-            "Payload": (
-                io.BytesIO(call.payload) if len(call.payload) > _STREAM_BODY_OVER else call.payload
-            ),
-        }
-        if call.qualifier:
-            params["Qualifier"] = call.qualifier
-        if call.client_context:
-            params["ClientContext"] = call.client_context
-        if call.tenant_id:
-            params["TenantId"] = call.tenant_id
-        if call.durable_execution_name:
-            params["DurableExecutionName"] = call.durable_execution_name
         try:
-            client = await self._client()
-            response = await client.invoke(**params)
-            body, truncated = await _read_body(response["Payload"])
+            client = await self.client()
+            response = await client.invoke(**invoke_params(call))
+            async with response["Payload"] as stream:
+                body, truncated = await read_capped(stream.read)
         except asyncio.CancelledError:
             raise
         except InvocationError:
@@ -186,11 +178,5 @@ class AioBotocoreInvoker:
 
     async def aclose(self) -> None:
         """Release the pooled client on the running loop (the last user closes it)."""
-        if self._settings is None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        if self._leases.pop(loop, None) is not None:
-            await self._pool.release(self._settings)
+        if self._lease is not None:
+            await self._lease.release()

@@ -28,7 +28,7 @@ import importlib.metadata
 import logging
 import platform
 import ssl
-import weakref
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,8 +36,8 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiobotocore.session import AioSession
 
-from module_sdk.aws_lambda.clients import ClientSettings, _shared_loader, credential_arguments
-from module_sdk.aws_lambda.redact import install_log_redaction
+from module_sdk.aws_lambda.clients import ClientSettings, _shared_loader
+from module_sdk.aws_lambda.pooling import Close, SharedClients
 from module_sdk.aws_lambda.sigv4 import SigV4Signer, canonical_host
 
 __all__ = ["LeanClient", "LeanPool", "ResolvedEndpoint", "default_lean_pool", "resolve_endpoint"]
@@ -183,6 +183,31 @@ class LeanClient:
             raise NoCredentialsError()
         return await self._credentials.get_frozen_credentials()
 
+    def url(self, path: str, query: str = "") -> str:
+        """The request URL for ``path`` (below the endpoint's own path) and ``query``."""
+        return self.endpoint.url + path + (f"?{query}" if query else "")
+
+    async def sign(
+        self, method: str, path: str, query: str, headers: dict[str, str], payload_digest: str
+    ) -> dict[str, str]:
+        """Add the user agent and the SigV4 headers to ``headers`` for a request to ``path``
+        (below the endpoint's own path) whose body has the SHA-256 ``payload_digest``."""
+        credentials = await self.credentials()
+        headers["User-Agent"] = USER_AGENT
+        headers.update(
+            self.signer.sign(
+                method,
+                self.host,
+                self.path_prefix + path,
+                query,
+                headers,
+                payload_digest,
+                credentials,
+                time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+            )
+        )
+        return headers
+
     @classmethod
     async def create(cls, settings: ClientSettings) -> LeanClient:
         """Resolve everything once (blocking parts in a worker thread) and open the pool."""
@@ -190,13 +215,7 @@ class LeanClient:
         context = await asyncio.to_thread(_ssl_context, endpoint.verify)
         session = AioSession(profile=settings.profile_name)
         session.register_component("data_loader", _shared_loader(session))
-        given = await credential_arguments(
-            session,
-            endpoint_url=settings.endpoint_url,
-            aws_access_key_id=settings.aws_access_key_id,
-            aws_secret_access_key=settings.aws_secret_access_key,
-            aws_session_token=settings.aws_session_token,
-        )
+        given = await settings.credential_arguments(session)
         if given["aws_access_key_id"] is not None:  # explicit, or stand-ins for loopback
             session.set_credentials(
                 given["aws_access_key_id"],
@@ -225,73 +244,22 @@ class LeanClient:
         await self.http.close()
 
 
-class _Entry:
-    __slots__ = ("client", "ready", "refs")
-
-    def __init__(self, ready: asyncio.Future[LeanClient]) -> None:
-        self.ready = ready
-        self.refs = 0
-        self.client: LeanClient | None = None
-
-
-class LeanPool:
+class LeanPool(SharedClients[ClientSettings, LeanClient]):
     """Reference-counted :class:`LeanClient` per event loop and :class:`ClientSettings`.
 
     Adapters with the same settings share one client (one connection pool); it is created on
     first use and closed when its last user releases it.
     """
 
-    def __init__(self) -> None:
-        self._entries: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[ClientSettings, _Entry]
-        ] = weakref.WeakKeyDictionary()
+    async def _open(self, settings: ClientSettings) -> tuple[LeanClient, Close]:
+        client = await LeanClient.create(settings)
+        logger.debug("created lean Lambda client %r", settings)
 
-    def open_clients(self) -> int:
-        """How many clients are open (all loops); for tests and diagnostics."""
-        return sum(1 for per_loop in self._entries.values() for e in per_loop.values() if e.client)
-
-    async def acquire(self, settings: ClientSettings) -> LeanClient:
-        """Return the shared client for ``settings`` on the running loop (creating it once)."""
-        loop = asyncio.get_running_loop()
-        per_loop = self._entries.setdefault(loop, {})
-        entry = per_loop.get(settings)
-        if entry is None:
-            install_log_redaction()  # botocore's credential providers log at DEBUG
-            entry = _Entry(loop.create_future())
-            per_loop[settings] = entry
-            entry.refs += 1
-            try:
-                client = await LeanClient.create(settings)
-            except BaseException as exc:
-                per_loop.pop(settings, None)
-                entry.ready.set_exception(exc)
-                entry.ready.exception()  # mark retrieved: waiters get it re-raised below
-                raise
-            entry.client = client
-            entry.ready.set_result(client)
-            logger.debug("created lean Lambda client %r", settings)
-            return client
-        entry.refs += 1
-        try:
-            return await asyncio.shield(entry.ready)
-        except BaseException:
-            entry.refs -= 1
-            raise
-
-    async def release(self, settings: ClientSettings) -> None:
-        """Drop one reference; the last one closes the client."""
-        loop = asyncio.get_running_loop()
-        per_loop = self._entries.get(loop, {})
-        entry = per_loop.get(settings)
-        if entry is None:
-            return
-        entry.refs -= 1
-        if entry.refs > 0:
-            return
-        per_loop.pop(settings, None)
-        if entry.client is not None:
-            await entry.client.aclose()
+        async def close() -> None:
+            await client.aclose()
             logger.debug("closed lean Lambda client %r", settings)
+
+        return client, close
 
 
 default_lean_pool = LeanPool()

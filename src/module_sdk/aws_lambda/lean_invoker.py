@@ -22,7 +22,6 @@ import hashlib
 import io
 import random
 import socket
-import time
 from typing import Any
 from urllib.parse import quote
 
@@ -38,8 +37,10 @@ from module_sdk.aws_lambda.invoker import (
     MAX_RESPONSE_BYTES,
     InvocationResult,
     InvokeCall,
+    read_capped,
 )
-from module_sdk.aws_lambda.lean_client import USER_AGENT, LeanClient, LeanPool
+from module_sdk.aws_lambda.lean_client import LeanClient, LeanPool
+from module_sdk.aws_lambda.pooling import Lease
 from module_sdk.errors import InvocationError
 
 __all__ = ["LeanInvoker", "invoke_headers", "invoke_target"]
@@ -71,15 +72,14 @@ def invoke_headers(call: InvokeCall) -> dict[str, str]:
 
 
 class _Target:
-    """One function's signed path, query and request URL on one client (built once)."""
+    """One function's path, query and request URL on one client (built once)."""
 
     __slots__ = ("client", "path", "query", "text", "url")
 
     def __init__(self, client: LeanClient, function_name: str, qualifier: str | None) -> None:
         self.client = client
-        path, self.query = invoke_target(function_name, qualifier)
-        self.path = client.path_prefix + path
-        self.text = client.endpoint.url + path + (f"?{self.query}" if self.query else "")
+        self.path, self.query = invoke_target(function_name, qualifier)
+        self.text = client.url(self.path, self.query)
         self.url = URL(self.text, encoded=True)
 
 
@@ -121,21 +121,12 @@ def _stream_error(exc: BaseException, url: str) -> Any:
     return _send_error(exc, url)
 
 
-async def _read_capped(response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+async def _read_reply(response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
     """The body, at most MAX_RESPONSE_BYTES, and whether more was left unread."""
     length = response.content_length
     if length is not None and length <= MAX_RESPONSE_BYTES:
         return await response.read(), False
-    chunks: list[bytes] = []
-    size = 0
-    stream = response.content
-    while size < MAX_RESPONSE_BYTES:
-        chunk = await stream.read(min(65536, MAX_RESPONSE_BYTES - size))
-        if not chunk:
-            return b"".join(chunks), False
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks), bool(await stream.read(1))
+    return await read_capped(response.content.read)
 
 
 def _client_error(client: LeanClient, status: int, headers: Any, body: bytes) -> bce.ClientError:
@@ -172,9 +163,7 @@ class LeanInvoker:
         from module_sdk.aws_lambda.lean_client import default_lean_pool
 
         self._settings = settings
-        self._pool = pool or default_lean_pool
-        self._leases: dict[asyncio.AbstractEventLoop, LeanClient] = {}
-        self._acquiring: dict[asyncio.AbstractEventLoop, asyncio.Future[LeanClient]] = {}
+        self._lease = Lease(pool or default_lean_pool, settings)
         self._targets: dict[tuple[str, str | None], _Target] = {}
         self._rng = random.Random()
 
@@ -191,61 +180,38 @@ class LeanInvoker:
         """The client settings."""
         return self._settings
 
-    async def _client(self) -> LeanClient:
-        loop = asyncio.get_running_loop()
-        client = self._leases.get(loop)
-        if client is not None:
-            return client
-        pending = self._acquiring.get(loop)
-        if pending is None:
-            pending = loop.create_future()
-            self._acquiring[loop] = pending
-            try:
-                client = await self._pool.acquire(self._settings)
-            except BaseException as exc:
-                del self._acquiring[loop]
-                pending.set_exception(exc)
-                pending.exception()
-                raise
-            self._leases[loop] = client
-            del self._acquiring[loop]
-            pending.set_result(client)
-            return client
-        return await asyncio.shield(pending)
+    async def client(self) -> LeanClient:
+        """The pooled client on the running loop (acquired on first use)."""
+        return await self._lease.get()
+
+    async def signed_headers(
+        self, client: LeanClient, call: InvokeCall, path: str, query: str
+    ) -> dict[str, str]:
+        """The headers botocore sends for ``call`` to ``path`` and ``query``, signed."""
+        headers = invoke_headers(call)
+        body = call.payload
+        if len(body) > _HASH_IN_THREAD_OVER:
+            digest = await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest())
+        else:
+            digest = hashlib.sha256(body).hexdigest()
+        await client.sign("POST", path, query, headers, digest)
+        headers["amz-sdk-invocation-id"] = self._invocation_id()
+        headers["amz-sdk-request"] = "attempt=1"
+        return headers
 
     async def invoke(self, call: InvokeCall) -> InvocationResult:
         """Invoke once (never retried here: the adapter's retry policy decides)."""
         url = ""
         try:
-            client = await self._client()
-            credentials = await client.credentials()
+            client = await self._lease.get()
             key = (call.function_name, call.qualifier)
             target = self._targets.get(key)
             if target is None or target.client is not client:
                 if len(self._targets) >= _TARGETS_KEPT:
                     self._targets.clear()
                 target = self._targets[key] = _Target(client, *key)
-            headers = invoke_headers(call)
+            headers = await self.signed_headers(client, call, target.path, target.query)
             body = call.payload
-            if len(body) > _HASH_IN_THREAD_OVER:
-                digest = await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest())
-            else:
-                digest = hashlib.sha256(body).hexdigest()
-            headers["User-Agent"] = USER_AGENT
-            headers.update(
-                client.signer.sign(
-                    "POST",
-                    client.host,
-                    target.path,
-                    target.query,
-                    headers,
-                    digest,
-                    credentials,
-                    time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
-                )
-            )
-            headers["amz-sdk-invocation-id"] = self._invocation_id()
-            headers["amz-sdk-request"] = "attempt=1"
             headers["Accept-Encoding"] = "identity"
             url = target.text
             data: bytes | io.BytesIO = io.BytesIO(body) if len(body) > _STREAM_BODY_OVER else body
@@ -274,7 +240,7 @@ class LeanInvoker:
                         raise _send_error(exc, url) from exc
                     raise _client_error(client, status, reply_headers, raw)
                 try:
-                    payload, truncated = await _read_capped(response)
+                    payload, truncated = await _read_reply(response)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -299,9 +265,4 @@ class LeanInvoker:
 
     async def aclose(self) -> None:
         """Release the pooled client on the running loop (the last user closes it)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        if self._leases.pop(loop, None) is not None:
-            await self._pool.release(self._settings)
+        await self._lease.release()

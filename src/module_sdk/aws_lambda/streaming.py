@@ -9,16 +9,14 @@ are classified like ``invoke``'s, so the adapter's retry policy treats them the 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from module_sdk.aws_lambda.classify import classify_exception
-from module_sdk.aws_lambda.invoker import AioBotocoreInvoker, InvokeCall
+from module_sdk.aws_lambda.invoker import AioBotocoreInvoker, InvokeCall, invoke_params
+from module_sdk.aws_lambda.lean_invoker import LeanInvoker
 from module_sdk.errors import ErrorCode, InvocationError
 
 __all__ = ["Chunk", "Complete", "EventStream", "open_stream"]
@@ -80,22 +78,6 @@ class EventStream:
             await result
 
 
-def _params(call: InvokeCall) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        "FunctionName": call.function_name,
-        "InvocationType": call.invocation_type,
-        "LogType": call.log_type,
-        "Payload": call.payload,
-    }
-    if call.qualifier:
-        params["Qualifier"] = call.qualifier
-    if call.client_context:
-        params["ClientContext"] = call.client_context
-    if call.tenant_id:
-        params["TenantId"] = call.tenant_id
-    return params
-
-
 def _event(raw: dict[str, Any]) -> Chunk | Complete | None:
     if "PayloadChunk" in raw:
         return Chunk(bytes(raw["PayloadChunk"].get("Payload") or b""))
@@ -106,8 +88,8 @@ def _event(raw: dict[str, Any]) -> Chunk | Complete | None:
 
 
 async def _botocore_stream(invoker: AioBotocoreInvoker, call: InvokeCall) -> EventStream:
-    client = await invoker._client()
-    response = await client.invoke_with_response_stream(**_params(call))
+    client = await invoker.client()
+    response = await client.invoke_with_response_stream(**invoke_params(call))
     stream = response["EventStream"]
 
     async def events() -> AsyncIterator[Chunk | Complete]:
@@ -127,46 +109,23 @@ async def _botocore_stream(invoker: AioBotocoreInvoker, call: InvokeCall) -> Eve
     )
 
 
-async def _lean_stream(invoker: Any, call: InvokeCall) -> EventStream:
+async def _lean_stream(invoker: LeanInvoker, call: InvokeCall) -> EventStream:
     """The lean path: the request botocore sends, signed with SigV4; events decoded by
     botocore's ``EventStreamBuffer`` and its rest-json event parser."""
     from botocore.eventstream import EventStreamBuffer
     from botocore.parsers import EventStreamJSONParser
     from yarl import URL
 
-    from module_sdk.aws_lambda.lean_client import USER_AGENT
-    from module_sdk.aws_lambda.lean_invoker import (
-        _client_error,
-        _send_error,
-        invoke_headers,
-        invoke_target,
-    )
+    from module_sdk.aws_lambda.lean_invoker import _client_error, _send_error, invoke_target
 
-    client = await invoker._client()
-    credentials = await client.credentials()
+    client = await invoker.client()
     _, query = invoke_target(call.function_name, call.qualifier)
-    headers = invoke_headers(call)
     path = (
         f"/2021-11-15/functions/{quote(call.function_name, safe=_SAFE)}"
         "/response-streaming-invocations"
     )
-    digest = hashlib.sha256(call.payload).hexdigest()
-    headers["User-Agent"] = USER_AGENT
-    headers.update(
-        client.signer.sign(
-            "POST",
-            client.host,
-            client.path_prefix + path,
-            query,
-            headers,
-            digest,
-            credentials,
-            time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
-        )
-    )
-    headers["amz-sdk-invocation-id"] = str(uuid.uuid4())
-    headers["amz-sdk-request"] = "attempt=1"
-    url = client.endpoint.url + path + (f"?{query}" if query else "")
+    headers = await invoker.signed_headers(client, call, path, query)
+    url = client.url(path, query)
     try:
         response = await client.http.post(
             URL(url, encoded=True),
@@ -223,8 +182,6 @@ async def open_stream(invoker: Any, call: InvokeCall) -> EventStream:
     Raises:
         InvocationError: classified like ``invoke``'s (retryable or not).
     """
-    from module_sdk.aws_lambda.lean_invoker import LeanInvoker
-
     try:
         if isinstance(invoker, LeanInvoker):
             return await _lean_stream(invoker, call)
