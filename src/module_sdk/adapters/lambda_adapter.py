@@ -676,22 +676,16 @@ class LambdaAdapter(BaseAdapter):
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._calls.add(done)
         try:
-            return await self._pipeline(request, payload, body, started, dead_letter=dead_letter)
+            return await self._pipeline(
+                self._new_invocation(request, payload, body, started, self.invocation_type),
+                dead_letter=dead_letter,
+            )
         finally:
             self._calls.discard(done)
             done.set_result(None)
 
-    async def _pipeline(
-        self,
-        request: ExecuteRequest,
-        payload: dict[str, Any],
-        body: bytes,
-        started: float,
-        *,
-        dead_letter: bool = True,
-    ) -> ExecuteResponse:
+    async def _pipeline(self, invocation: Invocation, *, dead_letter: bool) -> ExecuteResponse:
         """The pipeline for one built event (``execute_async`` and ``invoke_payload``)."""
-        invocation = self._new_invocation(request, payload, body, started, self.invocation_type)
         self._notify("on_start", invocation)
         try:
             response = await self._handler(invocation)

@@ -18,6 +18,7 @@ __all__ = [
     "MAX_IDENTIFIER",
     "MAX_NAME",
     "MAX_QUALIFIER",
+    "OPTIONAL_INVOKE_FIELDS",
     "QUALIFIER_RE",
     "RESPONSE_LIMIT",
     "SYNC_PAYLOAD_LIMIT",
@@ -60,6 +61,15 @@ EVENT_PAYLOAD_LIMIT: Final = 1024 * 1024
 """The request payload limit of Event (asynchronous) calls, in bytes."""
 RESPONSE_LIMIT: Final = 6 * 1024 * 1024
 """The largest reply of a synchronous call, in bytes."""
+
+
+OPTIONAL_INVOKE_FIELDS: Final = (
+    ("client_context", "ClientContext", "X-Amz-Client-Context"),
+    ("durable_execution_name", "DurableExecutionName", "X-Amz-Durable-Execution-Name"),
+    ("tenant_id", "TenantId", "X-Amz-Tenant-Id"),
+)
+"""Invoke's optional inputs sent only when set: the call's field, botocore's parameter and
+the HTTP header it becomes."""
 
 
 def invocation_type(value: object) -> InvocationType:

@@ -19,6 +19,7 @@ from module_sdk.errors import ErrorCode, InvocationError
 from module_sdk.outcomes import RETRIED_CODES
 
 __all__ = [
+    "CLASSIFIED",
     "DURABLE_ALREADY_STARTED",
     "THROTTLE_CODES",
     "TRANSIENT_SERVER_CODES",
@@ -211,3 +212,24 @@ def classify_exception(exc: BaseException) -> InvocationError:
     if isinstance(exc, OSError):
         return make(ErrorCode.CONNECTION, f"network error ({name}: {exc})")
     return make(ErrorCode.INTERNAL, f"unexpected error while invoking ({name}: {exc})")
+
+
+class _Classified:
+    """``with CLASSIFIED:`` turns an exception raised inside into its classified
+    :class:`InvocationError` (:func:`classify_exception`). Cancellation, an error already
+    classified and the end of an async iteration pass through unchanged."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if isinstance(exc, Exception) and not isinstance(exc, InvocationError | StopAsyncIteration):
+            raise classify_exception(exc) from exc
+
+
+CLASSIFIED = _Classified()
+"""The one error boundary of the Invoke paths (see :class:`_Classified`)."""

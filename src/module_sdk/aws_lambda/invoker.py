@@ -6,17 +6,16 @@ methods can stand in (see :class:`module_sdk.testing.HandlerInvoker`).
 
 from __future__ import annotations
 
-import asyncio
 import io
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from module_sdk.aws_lambda.api import RESPONSE_LIMIT, InvocationType
-from module_sdk.aws_lambda.classify import classify_exception
+from module_sdk.aws_lambda.api import OPTIONAL_INVOKE_FIELDS, RESPONSE_LIMIT, InvocationType
+from module_sdk.aws_lambda.classify import CLASSIFIED
 from module_sdk.aws_lambda.clients import ClientPool, ClientSettings
 from module_sdk.aws_lambda.pooling import Lease
-from module_sdk.errors import ConfigurationError, InvocationError
+from module_sdk.errors import ConfigurationError
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
@@ -49,6 +48,14 @@ class InvokeCall:
     """``X-Amz-Tenant-Id``: the tenant for functions with per-tenant isolation, or None."""
     durable_execution_name: str | None = None
     """``X-Amz-Durable-Execution-Name``: makes the start of a durable function idempotent."""
+
+    def optional_inputs(self) -> list[tuple[str, str, str]]:
+        """The optional inputs set on this call: (botocore parameter, HTTP header, value)."""
+        return [
+            (param, header, value)
+            for name, param, header in OPTIONAL_INVOKE_FIELDS
+            if (value := getattr(self, name))
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,12 +115,7 @@ def invoke_params(call: InvokeCall) -> dict[str, Any]:
     }
     if call.qualifier:
         params["Qualifier"] = call.qualifier
-    if call.client_context:
-        params["ClientContext"] = call.client_context
-    if call.tenant_id:
-        params["TenantId"] = call.tenant_id
-    if call.durable_execution_name:
-        params["DurableExecutionName"] = call.durable_execution_name
+    params.update((param, value) for param, _, value in call.optional_inputs())
     return params
 
 
@@ -153,17 +155,11 @@ class AioBotocoreInvoker:
 
     async def invoke(self, call: InvokeCall) -> InvocationResult:
         """Invoke once; botocore does not retry (``total_max_attempts=1``)."""
-        try:
+        with CLASSIFIED:
             client = await self.client()
             response = await client.invoke(**invoke_params(call))
             async with response["Payload"] as stream:
                 body, truncated = await read_capped(stream.read)
-        except asyncio.CancelledError:
-            raise
-        except InvocationError:
-            raise
-        except Exception as exc:
-            raise classify_exception(exc) from exc
         metadata = response.get("ResponseMetadata", {})
         return InvocationResult(
             status_code=int(response.get("StatusCode") or metadata.get("HTTPStatusCode") or 0),

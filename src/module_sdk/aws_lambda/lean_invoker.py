@@ -30,7 +30,7 @@ from botocore import exceptions as bce
 from botocore.httpsession import mask_proxy_url
 from yarl import URL
 
-from module_sdk.aws_lambda.classify import classify_exception
+from module_sdk.aws_lambda.classify import CLASSIFIED
 from module_sdk.aws_lambda.clients import ClientSettings
 from module_sdk.aws_lambda.invoker import (
     _STREAM_BODY_OVER,
@@ -62,12 +62,7 @@ def invoke_headers(call: InvokeCall) -> dict[str, str]:
         "X-Amz-Invocation-Type": call.invocation_type,
         "X-Amz-Log-Type": call.log_type,
     }
-    if call.client_context:
-        headers["X-Amz-Client-Context"] = call.client_context
-    if call.durable_execution_name:
-        headers["X-Amz-Durable-Execution-Name"] = call.durable_execution_name
-    if call.tenant_id:
-        headers["X-Amz-Tenant-Id"] = call.tenant_id
+    headers.update((header, value) for _, header, value in call.optional_inputs())
     return headers
 
 
@@ -202,7 +197,7 @@ class LeanInvoker:
     async def invoke(self, call: InvokeCall) -> InvocationResult:
         """Invoke once (never retried here: the adapter's retry policy decides)."""
         url = ""
-        try:
+        with CLASSIFIED:
             client = await self._lease.get()
             key = (call.function_name, call.qualifier)
             target = self._targets.get(key)
@@ -245,12 +240,6 @@ class LeanInvoker:
                     raise
                 except Exception as exc:
                     raise _stream_error(exc, url) from exc
-        except asyncio.CancelledError:
-            raise
-        except InvocationError:
-            raise
-        except Exception as exc:
-            raise classify_exception(exc) from exc
         request_id = reply_headers.get("x-amzn-RequestId") or reply_headers.get("x-amz-request-id")
         return InvocationResult(
             status_code=status,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from module_sdk.aws_lambda.classify import classify_exception
+from module_sdk.aws_lambda.classify import CLASSIFIED
 from module_sdk.aws_lambda.invoker import AioBotocoreInvoker, InvokeCall, invoke_params
 from module_sdk.aws_lambda.lean_invoker import LeanInvoker
 from module_sdk.errors import ErrorCode, InvocationError
@@ -64,12 +64,8 @@ class EventStream:
         return self
 
     async def __anext__(self) -> Chunk | Complete:
-        try:
+        with CLASSIFIED:
             return await self._events.__anext__()
-        except (StopAsyncIteration, asyncio.CancelledError, InvocationError):
-            raise
-        except Exception as exc:
-            raise classify_exception(exc) from exc
 
     async def aclose(self) -> None:
         """Release the connection (a stream left unfinished is dropped)."""
@@ -182,13 +178,9 @@ async def open_stream(invoker: Any, call: InvokeCall) -> EventStream:
     Raises:
         InvocationError: classified like ``invoke``'s (retryable or not).
     """
-    try:
+    with CLASSIFIED:
         if isinstance(invoker, LeanInvoker):
             return await _lean_stream(invoker, call)
         if isinstance(invoker, AioBotocoreInvoker):
             return await _botocore_stream(invoker, call)
-    except (asyncio.CancelledError, InvocationError):
-        raise
-    except Exception as exc:
-        raise classify_exception(exc) from exc
     raise TypeError(f"{type(invoker).__name__} cannot stream: use the lean or aiobotocore path")
