@@ -40,6 +40,20 @@ EXPECTED = {
     "cancelled": (False, False, True, False, False),
     "internal": (False, True, True, False, True),
     "duplicate_execution": (False, True, False, False, False),
+    "unauthorized": (False, False, True, False, False),
+    "too_many_failures": (False, False, True, False, False),
+    "bad_request": (False, False, True, False, False),
+    "headers_too_large": (False, False, True, False, False),
+    "too_many_connections": (False, False, True, False, False),
+    "body_timeout": (False, False, True, False, False),
+    "args_too_large": (False, False, True, False, False),
+    "unknown_command": (False, False, True, False, False),
+    "unknown_module": (False, False, True, False, False),
+    "missing_scopes": (False, False, True, False, False),
+    "method_not_allowed": (False, False, True, False, False),
+    "http_error": (False, False, True, False, False),
+    "busy": (False, False, True, False, False),
+    "disconnected": (False, False, True, False, False),
 }
 
 
@@ -115,3 +129,21 @@ def test_success_and_unknown_codes() -> None:
     """No code is a counted success; a code the table does not know is a counted error."""
     assert counts_for_health(None) and not is_error(None)
     assert counts_for_health("made_up") and is_error("made_up")
+
+
+def test_every_code_the_module_server_answers_is_in_the_vocabulary() -> None:
+    """The module server's status table (docs/server.md) uses only ErrorCode values: the
+    router sees one vocabulary, whoever refused the call."""
+    from pathlib import Path
+
+    docs = Path(__file__).parent.parent / "docs" / "server.md"
+    table = docs.read_text(encoding="utf-8").split("| Status | `error_code` | When |")[1]
+    rows = table.split("\n\n")[0].splitlines()[2:]
+    assert rows, "the status table of docs/server.md is missing"
+    seen: set[str] = set()
+    for row in rows:
+        status, codes, _ = row.removeprefix("| ").split(" | ", 2)
+        for code in codes.split("`")[1::2]:
+            seen.add(code)
+            assert code in {c.value for c in ErrorCode}, f"{code!r} (status {status})"
+    assert {"unauthorized", "busy", "unknown_command", "too_many_connections"} <= seen

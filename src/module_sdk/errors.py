@@ -39,7 +39,8 @@ __all__ = [
 
 
 class ErrorCode(StrEnum):
-    """Machine-readable failure categories found in ``ExecuteResponse.error_code``.
+    """Machine-readable failure categories found in ``ExecuteResponse.error_code`` and in the
+    module server's error answers (``{"success": false, "error": ..., "error_code": ...}``).
 
     The values are plain strings and stable across releases: compare against them freely.
     """
@@ -85,6 +86,38 @@ class ErrorCode(StrEnum):
     ``DurableExecutionAlreadyStartedException``): a repeat, recognised by Lambda; not retried."""
     INTERNAL = "internal"
     """An unexpected error inside the SDK; please report it."""
+
+    # The module server's own refusals, answered before (or instead of) running a module;
+    # ``docs/server.md`` lists the HTTP status of each.
+    UNAUTHORIZED = "unauthorized"
+    """The request's ``X-Service-Key`` is missing or wrong."""
+    TOO_MANY_FAILURES = "too_many_failures"
+    """This client address sent too many wrong or missing service keys within a minute."""
+    BAD_REQUEST = "bad_request"
+    """The HTTP request itself is malformed (request line, headers, chunked encoding)."""
+    HEADERS_TOO_LARGE = "headers_too_large"
+    """The request head is over the server's ``max_head_bytes``."""
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+    """The server has ``max_connections`` connections open."""
+    BODY_TIMEOUT = "body_timeout"
+    """The request body did not arrive within the server's ``body_timeout``."""
+    ARGS_TOO_LARGE = "args_too_large"
+    """The request's ``args`` are over the server's ``max_args_chars``."""
+    UNKNOWN_COMMAND = "unknown_command"
+    """No module of the server answers the request's command."""
+    UNKNOWN_MODULE = "unknown_module"
+    """The server has no module of that name."""
+    MISSING_SCOPES = "missing_scopes"
+    """The request's ``scopes`` lack some of the module's ``required_scopes``."""
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    """The path exists, but not for this HTTP method."""
+    HTTP_ERROR = "http_error"
+    """Another HTTP-level refusal (the status says which)."""
+    BUSY = "busy"
+    """The module already has ``max_in_flight`` requests running (or another replica is
+    running this command); nothing was sent to the function."""
+    DISCONNECTED = "disconnected"
+    """The client went away mid-request (nobody reads this answer)."""
 
 
 class ModuleSDKError(Exception):

@@ -24,13 +24,28 @@ retry_budget_exhausted     no       yes         yes    yes      yes
 cancelled                  no       no          yes    no       no
 duplicate_execution        no       yes         no     no       no
 internal                   no       yes         yes    no       yes
+unauthorized               no       no          yes    no       no
+too_many_failures          no       no          yes    no       no
+bad_request                no       no          yes    no       no
+headers_too_large          no       no          yes    no       no
+too_many_connections       no       no          yes    no       no
+body_timeout               no       no          yes    no       no
+args_too_large             no       no          yes    no       no
+unknown_command            no       no          yes    no       no
+unknown_module             no       no          yes    no       no
+missing_scopes             no       no          yes    no       no
+method_not_allowed         no       no          yes    no       no
+http_error                 no       no          yes    no       no
+busy                       no       no          yes    no       no
+disconnected               no       no          yes    no       no
 =========================  =======  ==========  =====  =======  ============
 
 - **retried**: a failed attempt with this code is tried again (within ``max_retries``, the
   retry budget and the deadline).
 - **reached**: the call counts for health and the circuit breaker. Refusals made before
-  any call (the caller's bad request, a rate limit, an open breaker) and cancelled calls say
-  nothing about the path to the function.
+  any call (the caller's bad request, a rate limit, an open breaker, the module server's own
+  refusals from ``unauthorized`` on) and cancelled calls say nothing about the path to the
+  function.
 - **error**: a failure of the call. ``module_error`` is the function's own business answer
   (``success: false``): a healthy call, never an error in health, metrics or traces; so is
   ``duplicate_execution``, Lambda recognising a repeated start of a durable execution.
@@ -95,6 +110,20 @@ RULES: dict[ErrorCode, CodeRule] = {
     ErrorCode.CANCELLED: _REFUSED,
     ErrorCode.DUPLICATE_EXECUTION: CodeRule(error=False),
     ErrorCode.INTERNAL: _FIXABLE,
+    ErrorCode.UNAUTHORIZED: _REFUSED,
+    ErrorCode.TOO_MANY_FAILURES: _REFUSED,
+    ErrorCode.BAD_REQUEST: _REFUSED,
+    ErrorCode.HEADERS_TOO_LARGE: _REFUSED,
+    ErrorCode.TOO_MANY_CONNECTIONS: _REFUSED,
+    ErrorCode.BODY_TIMEOUT: _REFUSED,
+    ErrorCode.ARGS_TOO_LARGE: _REFUSED,
+    ErrorCode.UNKNOWN_COMMAND: _REFUSED,
+    ErrorCode.UNKNOWN_MODULE: _REFUSED,
+    ErrorCode.MISSING_SCOPES: _REFUSED,
+    ErrorCode.METHOD_NOT_ALLOWED: _REFUSED,
+    ErrorCode.HTTP_ERROR: _REFUSED,
+    ErrorCode.BUSY: _REFUSED,
+    ErrorCode.DISCONNECTED: _REFUSED,
 }
 """Every error code's row."""
 

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from module_sdk.errors import ErrorCode
 from module_sdk.resilience.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
@@ -327,7 +328,7 @@ def _busy_elsewhere(module: str) -> Answer:
             "success": False,
             "error": f"module {module!r} is still running this command on another replica: "
             "try again shortly",
-            "error_code": "busy",
+            "error_code": ErrorCode.BUSY.value,
         }
     )
     return Answer(429, body, retry_after=True)

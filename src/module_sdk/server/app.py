@@ -32,7 +32,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, Self
 
 from aiohttp import web
@@ -100,15 +100,42 @@ _RESPONSE_FIELDS = tuple(
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+_STATUS: Mapping[ErrorCode, int] = MappingProxyType(
+    {
+        ErrorCode.INVALID_REQUEST: 400,
+        ErrorCode.DISCONNECTED: 400,
+        ErrorCode.UNAUTHORIZED: 401,
+        ErrorCode.MISSING_SCOPES: 403,
+        ErrorCode.NOT_FOUND: 404,
+        ErrorCode.UNKNOWN_COMMAND: 404,
+        ErrorCode.UNKNOWN_MODULE: 404,
+        ErrorCode.METHOD_NOT_ALLOWED: 405,
+        ErrorCode.BODY_TIMEOUT: 408,
+        ErrorCode.ARGS_TOO_LARGE: 413,
+        ErrorCode.PAYLOAD_TOO_LARGE: 413,
+        ErrorCode.BUSY: 429,
+        ErrorCode.TOO_MANY_FAILURES: 429,
+        ErrorCode.INTERNAL: 500,
+    }
+)
+"""The HTTP status of each error the server answers itself (``docs/server.md``)."""
+_CODE_OF_STATUS: Mapping[int, ErrorCode] = MappingProxyType(
+    {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED, 413: ErrorCode.PAYLOAD_TOO_LARGE}
+)
+"""aiohttp's own refusals (no route, wrong method, body over client_max_size) by status."""
+
+
 def _error(
-    status: int,
-    code: str,
+    code: ErrorCode,
     message: str,
     *,
+    status: int | None = None,
     headers: Mapping[str, str] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> web.Response:
-    body: dict[str, Any] = {"success": False, "error": message, "error_code": code}
+    """The server's own error answer; ``status`` defaults to the code's (:data:`_STATUS`)."""
+    status = _STATUS[code] if status is None else status
+    body: dict[str, Any] = {"success": False, "error": message, "error_code": code.value}
     if extra:
         body.update(extra)
     return web.Response(status=status, text=_dumps(body), content_type=_JSON, headers=headers)
@@ -237,7 +264,8 @@ def _credentials_failing(status: dict[str, Any], none_at_start: bool) -> bool:
     if none_at_start and status.get("last_success") is None:
         return True
     return bool(
-        status.get("last_error_code") == "credentials" and status.get("consecutive_failures")
+        status.get("last_error_code") == ErrorCode.CREDENTIALS
+        and status.get("consecutive_failures")
     )
 
 
@@ -536,8 +564,7 @@ class ModuleServer:
             wait = self._auth_failures.retry_after(address)
             if wait:
                 refused = _error(
-                    429,
-                    "too_many_failures",
+                    ErrorCode.TOO_MANY_FAILURES,
                     f"too many wrong or missing {SERVICE_KEY_HEADER} headers from this address: "
                     f"try again in {wait} s",
                     headers={"Retry-After": str(wait)},
@@ -550,8 +577,7 @@ class ModuleServer:
             ):
                 self._auth_failures.failed(address, request.method, request.raw_path, given is None)
                 refused = _error(
-                    401,
-                    "unauthorized",
+                    ErrorCode.UNAUTHORIZED,
                     f"missing or wrong {SERVICE_KEY_HEADER} header: send the router's service key",
                 )
                 refused[_UNAUTHENTICATED] = True
@@ -561,21 +587,20 @@ class ModuleServer:
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
             return _error(
-                exc.status,
-                code.get(exc.status, "http_error"),
+                _CODE_OF_STATUS.get(exc.status, ErrorCode.HTTP_ERROR),
                 f"{exc.reason}: {request.method} {request.path}",
+                status=exc.status,
                 headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
             )
         except ConnectionError as exc:  # the client went away mid-request: nothing to answer
             logger.debug(
                 "%s %r: the client disconnected (%s)", request.method, request.raw_path, exc
             )
-            return _error(400, "disconnected", "the client disconnected")
+            return _error(ErrorCode.DISCONNECTED, "the client disconnected")
         except Exception:
             logger.exception("unexpected error handling %s %r", request.method, request.raw_path)
-            return _error(500, "internal", "internal server error (details are in the log)")
+            return _error(ErrorCode.INTERNAL, "internal server error (details are in the log)")
 
     # -- handlers ---------------------------------------------------------------------------
 
@@ -664,8 +689,7 @@ class ModuleServer:
         module = self._modules.get(name)
         if module is None:
             return _error(
-                404,
-                "unknown_module",
+                ErrorCode.UNKNOWN_MODULE,
                 f"no module named {name!r}; modules: {', '.join(sorted(self._modules))}",
             )
         return await self._execute(request, module)
@@ -677,13 +701,12 @@ class ModuleServer:
             body = await self._read_body(request)
             execute_request = self._build_request(body)
         except _ArgsTooLarge as exc:
-            return _error(413, "args_too_large", f"{exc}")
+            return _error(ErrorCode.ARGS_TOO_LARGE, f"{exc}")
         except BadRequest as exc:
-            return _error(400, "invalid_request", f"{exc}")
+            return _error(ErrorCode.INVALID_REQUEST, f"{exc}")
         except _BodyTimeout:
             late = _error(
-                408,
-                "body_timeout",
+                ErrorCode.BODY_TIMEOUT,
                 f"the body did not arrive within {self.config.body_timeout:g} s "
                 "(the server's body_timeout)",
             )
@@ -691,8 +714,7 @@ class ModuleServer:
             return late
         except web.HTTPRequestEntityTooLarge:
             return _error(
-                413,
-                "payload_too_large",
+                ErrorCode.PAYLOAD_TOO_LARGE,
                 f"the body is over the server's max_body_bytes ({self.config.max_body_bytes:,} "
                 "bytes): send less metadata",
             )
@@ -703,8 +725,7 @@ class ModuleServer:
             module = self._by_command.get(command.casefold())
             if module is None:
                 return _error(
-                    404,
-                    "unknown_command",
+                    ErrorCode.UNKNOWN_COMMAND,
                     f"no module answers the command {command!r}",
                     extra={"session_id": execute_request.session_id},
                 )
@@ -712,8 +733,7 @@ class ModuleServer:
         if "scopes" in body and not module.adapter.validate_scopes(execute_request.scopes):
             missing = sorted(set(module.adapter.required_scopes) - set(execute_request.scopes))
             return _error(
-                403,
-                "missing_scopes",
+                ErrorCode.MISSING_SCOPES,
                 f"module {module.name!r} needs the scope(s) {missing}",
                 extra={"session_id": execute_request.session_id, "module": module.name},
             )
@@ -759,7 +779,7 @@ class ModuleServer:
                         "success": False,
                         "error": f"module {module.name!r} has {module.in_flight} requests in "
                         "flight (its max_in_flight): try again later",
-                        "error_code": "busy",
+                        "error_code": ErrorCode.BUSY.value,
                         "session_id": execute_request.session_id,
                         "module": module.name,
                     }
@@ -897,8 +917,7 @@ class ModuleServer:
     async def _metrics(self, request: web.Request) -> web.Response:
         if self.metrics is None:
             return _error(
-                404,
-                "not_found",
+                ErrorCode.NOT_FOUND,
                 "metrics are off: install the prometheus extra "
                 "(pip install 'waddlebot-module-sdk[prometheus]')",
             )
