@@ -144,6 +144,8 @@ class LeanClient:
     """One endpoint, credential source, signer and aiohttp session (per event loop)."""
 
     __slots__ = (
+        "_amz_date",
+        "_amz_second",
         "_credentials",
         "endpoint",
         "host",
@@ -167,6 +169,8 @@ class LeanClient:
         self.signer = SigV4Signer(endpoint.signing_region, endpoint.signing_name)
         self._credentials = credentials
         self.http = http
+        self._amz_second = -1
+        self._amz_date = ""
 
     def __repr__(self) -> str:
         return f"<LeanClient {self.endpoint.url!r} region={self.endpoint.signing_region!r}>"
@@ -187,6 +191,14 @@ class LeanClient:
         """The request URL for ``path`` (below the endpoint's own path) and ``query``."""
         return self.endpoint.url + path + (f"?{query}" if query else "")
 
+    def _now_amz(self) -> str:
+        """The signing time, ``YYYYMMDDTHHMMSSZ`` (formatted once per second)."""
+        second = int(time.time())
+        if second != self._amz_second:
+            self._amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
+            self._amz_second = second
+        return self._amz_date
+
     async def sign(
         self, method: str, path: str, query: str, headers: dict[str, str], payload_digest: str
     ) -> dict[str, str]:
@@ -203,7 +215,7 @@ class LeanClient:
                 headers,
                 payload_digest,
                 credentials,
-                time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+                self._now_amz(),
             )
         )
         return headers

@@ -20,6 +20,7 @@ import hmac
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from urllib.parse import quote, urlsplit
 
 from module_sdk._validate import integer
@@ -95,6 +96,7 @@ def _remove_dot_segments(path: str) -> str:
     return first + "/".join(output) + last
 
 
+@lru_cache(maxsize=256)
 def canonical_path(path: str) -> str:
     """The canonical URI of an (already percent-encoded) request path.
 
@@ -107,11 +109,14 @@ def canonical_path(path: str) -> str:
 class _KeyCache:
     """A bounded LRU of derived signing keys. Never shows its contents."""
 
-    __slots__ = ("_entries", "_size")
+    __slots__ = ("_entries", "_last", "_size")
 
     def __init__(self, size: int) -> None:
         self._entries: OrderedDict[tuple[str, bytes], bytes] = OrderedDict()
         self._size = size
+        # The last hit, matched by the identity of the secret string (the same object for as
+        # long as the credentials are not refreshed): saves hashing the secret on every call.
+        self._last: tuple[str, str, bytes] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -120,6 +125,14 @@ class _KeyCache:
         return f"<signing key cache: {len(self._entries)}/{self._size} entries>"
 
     def get(self, date: str, secret: str, scope_tail: tuple[str, str]) -> bytes:
+        last = self._last
+        if last is not None and last[1] is secret and last[0] == date:
+            return last[2]
+        key = self._derive(date, secret, scope_tail)
+        self._last = (date, secret, key)
+        return key
+
+    def _derive(self, date: str, secret: str, scope_tail: tuple[str, str]) -> bytes:
         # The secret itself is never a dictionary key: its digest is.
         ident = (date, hashlib.sha256(secret.encode("utf-8")).digest())
         key = self._entries.get(ident)
@@ -212,7 +225,7 @@ class SigV4Signer:
             + hashlib.sha256(canonical_request.encode("utf-8")).hexdigest()
         )
         key = self._keys.get(date, credentials.secret_key, self._scope_tail)
-        signature = hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+        signature = hmac.digest(key, string_to_sign.encode("utf-8"), "sha256").hex()
         added["Authorization"] = (
             f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
             f"SignedHeaders={signed_headers}, Signature={signature}"
