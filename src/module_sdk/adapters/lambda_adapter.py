@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import operator
 import os
 import random
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -76,6 +77,7 @@ __all__ = ["INVOCATION_TYPES", "LOG_TYPES", "MAX_RETRIES_LIMIT", "LambdaAdapter"
 logger = logging.getLogger(__name__)
 
 _DIAGNOSTICS = tuple(f.name for f in dataclasses.fields(Diagnostics))
+_diagnostic_values = operator.attrgetter(*_DIAGNOSTICS)  # in Diagnostics' field order
 HTTP_CLIENTS = ("lean", "aiobotocore")
 DEFAULT_HTTP_CLIENT = "lean"
 
@@ -514,7 +516,7 @@ class LambdaAdapter(BaseAdapter):
     def _diagnostics(invocation: Invocation) -> Diagnostics:
         """What the SDK observed about the call, from the invocation alone (each diagnostic
         is the invocation's attribute of the same name)."""
-        return Diagnostics(**{name: getattr(invocation, name) for name in _DIAGNOSTICS})
+        return Diagnostics(*_diagnostic_values(invocation))
 
     async def execute_async(self, request: ExecuteRequest) -> ExecuteResponse:
         """Invoke the function for ``request`` and return its normalized answer.

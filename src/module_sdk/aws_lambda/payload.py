@@ -34,8 +34,8 @@ MAX_ID_LENGTH = 1024
 
 def format_timestamp(moment: datetime) -> str:
     """UTC ISO 8601 with milliseconds and a ``Z``: ``2026-11-26T19:25:47.123Z``."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # isoformat truncates to milliseconds (as ``microsecond // 1000`` would); "+00:00" -> "Z"
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def validate_request(request: object) -> ExecuteRequest:
