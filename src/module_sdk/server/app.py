@@ -255,6 +255,14 @@ class _BodyTimeout(Exception):
     """The body did not arrive within ``body_timeout`` (answered with 408)."""
 
 
+class _Refused(Exception):
+    """A step of request handling refused the request; ``response`` is the answer."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
 def _refuse_constant(name: str) -> Any:
     raise BadRequest(f"the body is not valid JSON ({name} is not a JSON number)")
 
@@ -695,15 +703,26 @@ class ModuleServer:
         return await self._execute(request, module)
 
     async def _execute(self, request: web.Request, module: _Module | None) -> web.Response:
+        """parse -> guard -> run once per session (admit, run, shape) -> reply."""
         # No refusal while draining: a request that reached a handler is an accepted one.
         started = time.perf_counter()
         try:
+            body, execute_request = await self._parse(request)
+            module = self._guard_request(body, execute_request, module)
+        except _Refused as refused:
+            return refused.response
+        answer, hit = await self._run_once(module, execute_request)
+        return self._reply(answer, hit, started)
+
+    async def _parse(self, request: web.Request) -> tuple[dict[str, Any], ExecuteRequest]:
+        """The body and the ExecuteRequest it holds; refused with 400, 408 or 413."""
+        try:
             body = await self._read_body(request)
-            execute_request = self._build_request(body)
+            return body, self._build_request(body)
         except _ArgsTooLarge as exc:
-            return _error(ErrorCode.ARGS_TOO_LARGE, f"{exc}")
+            raise _Refused(_error(ErrorCode.ARGS_TOO_LARGE, f"{exc}")) from None
         except BadRequest as exc:
-            return _error(ErrorCode.INVALID_REQUEST, f"{exc}")
+            raise _Refused(_error(ErrorCode.INVALID_REQUEST, f"{exc}")) from None
         except _BodyTimeout:
             late = _error(
                 ErrorCode.BODY_TIMEOUT,
@@ -711,32 +730,51 @@ class ModuleServer:
                 "(the server's body_timeout)",
             )
             late.force_close()
-            return late
+            raise _Refused(late) from None
         except web.HTTPRequestEntityTooLarge:
-            return _error(
-                ErrorCode.PAYLOAD_TOO_LARGE,
-                f"the body is over the server's max_body_bytes ({self.config.max_body_bytes:,} "
-                "bytes): send less metadata",
-            )
+            raise _Refused(
+                _error(
+                    ErrorCode.PAYLOAD_TOO_LARGE,
+                    f"the body is over the server's max_body_bytes "
+                    f"({self.config.max_body_bytes:,} bytes): send less metadata",
+                )
+            ) from None
+
+    def _guard_request(
+        self, body: Mapping[str, Any], execute_request: ExecuteRequest, module: _Module | None
+    ) -> _Module:
+        """The module that answers the request (by name or by command), if the request's
+        scopes allow it; refused with 404 or 403."""
         command = execute_request.command
         seen = _access.facts()
         seen.session_id, seen.command = execute_request.session_id, command
         if module is None:
             module = self._by_command.get(command.casefold())
             if module is None:
-                return _error(
-                    ErrorCode.UNKNOWN_COMMAND,
-                    f"no module answers the command {command!r}",
-                    extra={"session_id": execute_request.session_id},
+                raise _Refused(
+                    _error(
+                        ErrorCode.UNKNOWN_COMMAND,
+                        f"no module answers the command {command!r}",
+                        extra={"session_id": execute_request.session_id},
+                    )
                 )
         seen.module = module.name
         if "scopes" in body and not module.adapter.validate_scopes(execute_request.scopes):
             missing = sorted(set(module.adapter.required_scopes) - set(execute_request.scopes))
-            return _error(
-                ErrorCode.MISSING_SCOPES,
-                f"module {module.name!r} needs the scope(s) {missing}",
-                extra={"session_id": execute_request.session_id, "module": module.name},
+            raise _Refused(
+                _error(
+                    ErrorCode.MISSING_SCOPES,
+                    f"module {module.name!r} needs the scope(s) {missing}",
+                    extra={"session_id": execute_request.session_id, "module": module.name},
+                )
             )
+        return module
+
+    async def _run_once(
+        self, module: _Module, execute_request: ExecuteRequest
+    ) -> tuple[Answer, Hit | None]:
+        """The module's answer, from one run per (module, session_id): a re-send gets the
+        running or stored run's answer, and ``hit`` says which."""
         if self._guard is None:
             answer, hit = await self._run_module(module, execute_request), None
         else:
@@ -746,6 +784,7 @@ class ModuleServer:
                 lambda: self._run_module(module, execute_request),
                 wait_limit=module.answer_by,
             )
+        seen = _access.facts()
         seen.attempts = 0 if hit is not None else answer.attempts
         seen.resend = hit
         if hit is not None:
@@ -757,6 +796,10 @@ class ModuleServer:
                 "running" if hit == "in_flight" else "finished",
                 hit,
             )
+        return answer, hit
+
+    def _reply(self, answer: Answer, hit: Hit | None, started: float) -> web.Response:
+        """The HTTP response of an answer, with Server-Timing and Retry-After."""
         headers: dict[str, str] = {}
         if answer.module_ms is not None and hit is None:
             # The module's time and the server's own, in ms (W3C Server-Timing).
@@ -769,29 +812,42 @@ class ModuleServer:
         )
 
     async def _run_module(self, module: _Module, execute_request: ExecuteRequest) -> Answer:
-        """Run the module once and shape its HTTP answer (stored for re-sends when final)."""
-        if module.in_flight >= module.max_in_flight:
-            module.rejected += 1
-            return Answer(
-                429,
-                _dumps(
-                    {
-                        "success": False,
-                        "error": f"module {module.name!r} has {module.in_flight} requests in "
-                        "flight (its max_in_flight): try again later",
-                        "error_code": ErrorCode.BUSY.value,
-                        "session_id": execute_request.session_id,
-                        "module": module.name,
-                    }
-                ),
-                retry_after=True,
-                attempts=0,
-            )
-        module.in_flight += 1
+        """Admit, run and shape the module's HTTP answer (stored for re-sends when final)."""
+        busy = self._admit(module, execute_request)
+        if busy is not None:
+            return busy
         called = time.perf_counter()
+        response = await self._run(module, execute_request)  # counted in flight from here
+        module_ms = (time.perf_counter() - called) * 1000
+        return self._shape(module, execute_request, response, module_ms)
+
+    def _admit(self, module: _Module, execute_request: ExecuteRequest) -> Answer | None:
+        """None when the module may take one more request, else the 429 ``busy`` answer."""
+        if module.in_flight < module.max_in_flight:
+            return None
+        module.rejected += 1
+        return Answer(
+            429,
+            _dumps(
+                {
+                    "success": False,
+                    "error": f"module {module.name!r} has {module.in_flight} requests in "
+                    "flight (its max_in_flight): try again later",
+                    "error_code": ErrorCode.BUSY.value,
+                    "session_id": execute_request.session_id,
+                    "module": module.name,
+                }
+            ),
+            retry_after=True,
+            attempts=0,
+        )
+
+    async def _run(self, module: _Module, execute_request: ExecuteRequest) -> ExecuteResponse:
+        """The adapter's response, within the server's own deadline; never raises."""
+        module.in_flight += 1
         try:
             async with asyncio.timeout(module.answer_by):
-                response = await module.adapter.execute_async(execute_request)
+                return await module.adapter.execute_async(execute_request)
         except TimeoutError:
             # The adapter's own deadline (total_timeout) should have answered first; this one
             # catches adapters without one. The router caches this answer instead of re-sending.
@@ -800,21 +856,30 @@ class ModuleServer:
                 module.name,
                 module.answer_by,
             )
-            response = ExecuteResponse(
+            return ExecuteResponse(
                 success=False,
                 error=f"module {module.name!r} did not answer within {module.answer_by:g} s",
                 error_code=ErrorCode.DEADLINE_EXCEEDED.value,
             )
         except Exception as exc:  # adapters should never raise; a custom one might
             logger.exception("module %r raised instead of answering", module.name)
-            response = ExecuteResponse(
+            return ExecuteResponse(
                 success=False,
                 error=f"module {module.name!r} failed unexpectedly ({type(exc).__name__})",
                 error_code=ErrorCode.INTERNAL.value,
             )
         finally:
             module.in_flight -= 1
-        returned = time.perf_counter()
+
+    def _shape(
+        self,
+        module: _Module,
+        execute_request: ExecuteRequest,
+        response: ExecuteResponse,
+        module_ms: float,
+    ) -> Answer:
+        """The HTTP answer of a module's response: 200, or 429 for a busy error code, or 413
+        when the event was over Lambda's payload limit."""
         status = 200
         if not response.success:
             if response.error_code in self._busy_codes:
@@ -827,7 +892,7 @@ class ModuleServer:
             status,
             text,
             retry_after=status == 429,
-            module_ms=(returned - called) * 1000,
+            module_ms=module_ms,
             attempts=None if response.diagnostics is None else response.diagnostics.attempts,
         )
 
