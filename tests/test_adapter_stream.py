@@ -306,3 +306,21 @@ async def test_a_reader_that_stops_early_ends_the_stream_as_cancelled(
         health = adapter.get_health_status()
     assert recorder.events[-1] == "finish cancelled"
     assert (health["total_requests"], health["in_flight"]) == (0, 0)
+
+
+@pytest.mark.parametrize("http_client", ["lean", "aiobotocore"])
+async def test_aclose_under_an_open_stream_fails_its_next_read(
+    tmp_path: Path, http_client: str
+) -> None:
+    """aclose() does not wait for a stream being read: its next read raises, not retried."""
+    gate = tmp_path / "gate"
+    async with _runtime(tmp_path) as rt:
+        adapter = _adapter(rt.url, "gated", http_client)
+        adapter.extra = {"gate": str(gate)}
+        chunks = adapter.stream_async(_request())
+        assert await chunks.__anext__() == b"first "
+        await adapter.aclose()
+        with pytest.raises(ModuleSDKError, match="not retried"):
+            await chunks.__anext__()
+        gate.touch()
+        assert rt.stats.invocations["gated"] == 1
