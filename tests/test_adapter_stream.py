@@ -3,6 +3,7 @@ and the aiobotocore paths: chunks as they arrive, retries only before the first 
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import textwrap
 from pathlib import Path
@@ -17,6 +18,7 @@ from module_sdk.resilience.breaker import CircuitBreakerConfig
 from module_sdk.resilience.cache import ResponseCacheConfig
 from module_sdk.resilience.pipeline import Invocation
 from module_sdk.resilience.ratelimit import RateLimit
+from module_sdk.testing import FakeClock
 from runtime_api_support import EXAMPLES, needs_node
 
 pytestmark = needs_node
@@ -156,17 +158,25 @@ async def test_connection_lost_after_chunks_is_not_retried(
 
 @pytest.mark.parametrize("http_client", ["lean", "aiobotocore"])
 async def test_total_timeout_bounds_the_whole_stream(tmp_path: Path, http_client: str) -> None:
-    """A stream that stalls after its first chunk ends at total_timeout (deadline_exceeded)."""
+    """A stream that stalls after its first chunk ends at total_timeout (deadline_exceeded).
+
+    The deadline runs on the adapter's clock: a FakeClock passes it while the stream stalls,
+    however long a loaded machine takes to start the function and send the first chunk.
+    """
     gate = tmp_path / "never"
+    clock = FakeClock()
     async with (
         _runtime(tmp_path) as rt,
-        _adapter(rt.url, "gated", http_client, total_timeout=1.0) as adapter,
+        _adapter(rt.url, "gated", http_client, total_timeout=1.0, clock=clock) as adapter,
     ):
         adapter.extra = {"gate": str(gate)}
         chunks = adapter.stream_async(_request())
         assert await chunks.__anext__() == b"first "
+        stalled = asyncio.ensure_future(chunks.__anext__())
+        await asyncio.sleep(0)  # the read is waiting for the next chunk
+        clock.advance(1.5)
         with pytest.raises(ModuleSDKError) as failure:
-            await chunks.__anext__()
+            await stalled
         gate.touch()  # let the function finish before the runtime stops
     assert failure.value.error_code == ErrorCode.DEADLINE_EXCEEDED
 
