@@ -30,6 +30,9 @@ __all__ = [
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _ID_FIELDS = ("command", "user_id", "entity_id", "community_id", "session_id", "platform")
 MAX_ID_LENGTH = 1024
+# Built once: json.dumps with options builds a new encoder on every call.
+_CHECK_ENCODER = json.JSONEncoder(allow_nan=False)
+_EVENT_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -76,7 +79,8 @@ def validate_request(request: object) -> ExecuteRequest:
             f"ExecuteRequest.metadata must be a dict, not {type(request.metadata).__name__}"
         )
     try:
-        json.dumps(request.metadata, allow_nan=False)
+        if request.metadata or type(request.metadata) is not dict:  # {} always encodes
+            _CHECK_ENCODER.encode(request.metadata)
     except (TypeError, ValueError, RecursionError) as exc:
         raise RequestError(
             f"ExecuteRequest.metadata cannot be encoded as JSON ({exc}): metadata values must "
@@ -160,7 +164,7 @@ def encode_payload(payload: Mapping[str, Any], invocation_type: str) -> bytes:
         PayloadTooLargeError: the encoded event is over the limit for ``invocation_type``.
     """
     try:
-        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = _EVENT_ENCODER.encode(payload)
     except (TypeError, ValueError, RecursionError) as exc:
         raise RequestError(
             f"the request cannot be encoded as JSON ({exc}): metadata values must be "
