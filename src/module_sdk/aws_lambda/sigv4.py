@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from module_sdk._validate import integer
@@ -56,6 +57,11 @@ SIGNED_HEADERS_EXCLUDED = frozenset(
 )
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _KEY_CACHE_SIZE = 8
+_LAYOUTS_KEPT = 64
+# HMAC-SHA256 (RFC 2104) with the key's padded inner and outer states hashed once per signing
+# key: hmac.new()/hmac.digest() redo that, and look the digest up, on every signature.
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +165,7 @@ class SigV4Signer:
         key_cache_size: how many derived signing keys to keep (one per day and secret).
     """
 
-    __slots__ = ("_keys", "_scope_tail", "region", "service")
+    __slots__ = ("_keys", "_layouts", "_pads", "_scope_tail", "region", "service")
 
     def __init__(self, region: str, service: str, *, key_cache_size: int = _KEY_CACHE_SIZE):
         integer("key_cache_size", key_cache_size)
@@ -167,6 +173,10 @@ class SigV4Signer:
         self.service = service
         self._scope_tail = (region, service)
         self._keys = _KeyCache(key_cache_size)
+        # the last signing key and its padded HMAC states (derived from it: never shown)
+        self._pads: tuple[bytes, Any, Any] | None = None
+        # signed header names as given -> (sorted names, SignedHeaders value)
+        self._layouts: dict[tuple[str, ...], tuple[list[str], str]] = {}
 
     def __repr__(self) -> str:
         return f"<SigV4Signer region={self.region!r} service={self.service!r}>"
@@ -208,9 +218,14 @@ class SigV4Signer:
                 signed[lname] = " ".join(value.split())
         for name, value in added.items():
             signed[name.lower()] = " ".join(value.split())
-        names = sorted(signed)
-        signed_headers = ";".join(names)
-        canonical_headers = "".join(f"{n}:{signed[n]}\n" for n in names)
+        layout = self._layouts.get(given := tuple(signed))
+        if layout is None:
+            if len(self._layouts) >= _LAYOUTS_KEPT:
+                self._layouts.clear()
+            ordered = sorted(signed)
+            layout = self._layouts[given] = (ordered, ";".join(ordered))
+        names, signed_headers = layout
+        canonical_headers = "".join([f"{n}:{signed[n]}\n" for n in names])
         if query:  # pairs sorted by (name, value), as botocore sorts them
             pairs = sorted(pair.partition("=")[::2] for pair in query.split("&"))
             query = "&".join(f"{k}={v}" for k, v in pairs)
@@ -225,7 +240,20 @@ class SigV4Signer:
             + hashlib.sha256(canonical_request.encode("utf-8")).hexdigest()
         )
         key = self._keys.get(date, credentials.secret_key, self._scope_tail)
-        signature = hmac.digest(key, string_to_sign.encode("utf-8"), "sha256").hex()
+        pads = self._pads
+        if pads is None or pads[0] is not key:
+            block = key.ljust(64, b"\0")  # SHA-256's block size; a derived key is 32 bytes
+            pads = (
+                key,
+                hashlib.sha256(block.translate(_IPAD)),
+                hashlib.sha256(block.translate(_OPAD)),
+            )
+            self._pads = pads
+        inner = pads[1].copy()
+        inner.update(string_to_sign.encode("utf-8"))
+        outer = pads[2].copy()
+        outer.update(inner.digest())
+        signature = outer.hexdigest()
         added["Authorization"] = (
             f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
             f"SignedHeaders={signed_headers}, Signature={signature}"
