@@ -49,7 +49,7 @@ redis-server:
 test: lint typecheck unit
 
 # AWS's own Node.js runtime interface client (npm aws-lambda-ric) for the local runtime's
-# verification test (tests/test_local_runtime_node_ric.py): it compiles native code (minutes),
+# verification test (tests/integration/test_local_runtime_node_ric.py): it compiles native code (minutes),
 # so make test does not build it; the test runs whenever .node-ric/ holds it.
 node-ric:
 	@command -v autoreconf >/dev/null && command -v cmake >/dev/null && command -v g++ >/dev/null || \
@@ -67,7 +67,7 @@ bench-policies: $(STAMP) redis-server
 SOAK_MINUTES ?= 30
 
 chaos: $(STAMP)
-	RELIABILITY_PROFILE=full $(BIN)/pytest -q tests/test_reliability_chaos.py tests/test_reliability_shutdown.py tests/test_server_hostile_network.py
+	RELIABILITY_PROFILE=full $(BIN)/pytest -q tests/reliability/test_reliability_chaos.py tests/reliability/test_reliability_shutdown.py tests/reliability/test_server_hostile_network.py
 
 soak: $(STAMP)
 	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python bench/soak.py --write docs/reliability.md

@@ -1,7 +1,7 @@
 """Reliability soak: the full chaos profile, then mixed load with faults for SOAK_MINUTES.
 
 Runs against the local Lambda runtime (127.0.0.1 only) with the chaos harness of
-``tests/reliability_support.py``: every answer is checked as it arrives against the runtime's
+``tests/support/reliability.py``: every answer is checked as it arrives against the runtime's
 record of the faults each attempt met. Memory, fds, sockets, threads and tasks are sampled every
 minute; the figures are printed and, with ``--write``, written to ``docs/reliability.md``.
 
@@ -40,7 +40,7 @@ os.environ.update(
 for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_LAMBDA"):
     os.environ.pop(_name, None)
 
-from reliability_support import (  # noqa: E402
+from support.reliability import (  # noqa: E402
     FULL,
     ChaosReport,
     ChaosStack,

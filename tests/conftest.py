@@ -12,8 +12,8 @@ import pytest
 
 from module_sdk.resilience.breaker import PROCESS_BREAKERS
 from module_sdk.testing import RedisServer, ScriptedLambdaServer
-from moto_support import FAKE_KEY_ID, FAKE_SECRET, MotoLambda
-from redis_support import require_redis_server
+from support.moto_lambda import FAKE_KEY_ID, FAKE_SECRET, MotoLambda
+from support.redis_server import require_redis_server
 
 __all__ = ["FAKE_KEY_ID", "FAKE_SECRET", "MotoLambda"]
 

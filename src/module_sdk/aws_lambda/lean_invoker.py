@@ -12,7 +12,7 @@ modeled fields such as ``Type``, ``Reason`` and ``Retry-After``, bodies that are
 raised as the same ``ClientError``; aiohttp's exceptions become the same botocore exceptions
 aiobotocore raises. Everything then goes through the one classification,
 :func:`~module_sdk.aws_lambda.classify.classify_exception`, so both paths give the same error
-codes. ``tests/test_lean_parity.py`` runs one table of scenarios through both.
+codes. ``tests/integration/test_lean_parity.py`` runs one table of scenarios through both.
 """
 
 from __future__ import annotations
