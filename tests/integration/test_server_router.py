@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,6 +22,7 @@ from module_sdk.local import LocalLambdaRuntime
 from module_sdk.server import ModuleServer, parse_config
 from module_sdk.testing import RedisServer
 from support.router import FlakyProxy, RouterClient, router_body
+from support.serve import start_serve
 
 KEY = "router-test-key-0123456789abcdef"
 
@@ -216,28 +215,9 @@ async def test_a_resent_event_is_queued_once(runtime: LocalLambdaRuntime, tmp_pa
 @contextlib.asynccontextmanager
 async def serve_process(config: Path, redis_url: str) -> AsyncIterator[str]:
     """``waddlebot-lambda serve`` in its own process (REDIS_URL from the environment)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "REDIS_URL": redis_url}
-    env.pop("SERVICE_API_KEY", None)
-    code = "import sys; from module_sdk.cli import main; sys.exit(main())"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        code,
-        "serve",
-        "--config",
-        str(config),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
+    process, url, _ = await start_serve(config, env={"REDIS_URL": redis_url})
     try:
-        assert process.stderr is not None
-        line = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
-        assert " on http://127.0.0.1:" in line, line
-        yield line.split(" on ", 1)[1].split(" ", 1)[0]
+        yield url
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 30) == 0
     finally:

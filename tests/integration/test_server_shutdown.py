@@ -7,7 +7,6 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from module_sdk.adapters import BaseAdapter
 from module_sdk.aws_lambda.clients import ClientPool
 from module_sdk.server import ModuleServer, build_adapter, parse_config, serve_until_stopped
 from module_sdk.testing import Reply, ScriptedLambdaServer
+from support.serve import start_serve
 
 KEY = "shutdown-test-key-0123456789abcdef"
 
@@ -146,28 +146,10 @@ async def _cli_scenario(tmp_path: Path) -> None:
             '[[modules]]\nname = "dice"\ncommands = ["!roll"]\n',
             encoding="utf-8",
         )
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("SERVICE_API_KEY", None)
-        code = "import sys; from module_sdk.cli import main; sys.exit(main())"
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            code,
-            "serve",
-            "--config",
-            str(config),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-        )
+        process, url, banner = await start_serve(config)
         try:
             assert process.stderr is not None
-            line = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
-            assert "serving 1 module(s) (dice) on http://127.0.0.1:" in line, line
-            url = line.split(" on ", 1)[1].split(" ", 1)[0]
+            assert "serving 1 module(s) (dice) on http://127.0.0.1:" in banner, banner
             async with aiohttp.ClientSession() as session:
                 calls = [asyncio.ensure_future(post(session, url, i)) for i in range(count)]
                 async with asyncio.timeout(20):

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 from pathlib import Path
 
 import aiohttp
 
 from module_sdk.testing import Reply, ScriptedLambdaServer
 from support.router import router_body
+from support.serve import start_serve
 
 KEY = "workers-test-key-0123456789abcdef"
 
@@ -20,31 +20,8 @@ async def start_workers(
     config: Path, workers: int
 ) -> tuple[asyncio.subprocess.Process, str, list[int]]:
     """``serve --workers N`` on a free port; the process, its URL and the workers' pids."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("SERVICE_API_KEY", None)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "import sys; from module_sdk.cli import main; sys.exit(main())",
-        "serve",
-        "--config",
-        str(config),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--workers",
-        str(workers),
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
+    process, url, _ = await start_serve(config, "--workers", str(workers))
     assert process.stderr is not None
-    banner = ""
-    while "waddlebot-lambda: serving" not in banner:  # workers may log warnings first
-        banner = (await asyncio.wait_for(process.stderr.readline(), 60)).decode()
-        assert banner, "the server exited before its banner"
-    assert " on http://127.0.0.1:" in banner, banner
-    url = banner.split(" on ", 1)[1].split(" ", 1)[0]
     line = (await asyncio.wait_for(process.stderr.readline(), 10)).decode()
     assert f"{workers} workers (pids " in line, line
     pids = [int(p) for p in line.split("pids ", 1)[1].rstrip(")\n").split(", ")]
